@@ -1,0 +1,1 @@
+"""pgseal rules package."""
