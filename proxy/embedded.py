@@ -93,9 +93,7 @@ def _ensure_system_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(_SYSTEM_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "-s", "/bin/sh", _SYSTEM_USER], check=True, capture_output=True
-        )
+        subprocess.run(["useradd", "-s", "/bin/sh", _SYSTEM_USER], check=True, capture_output=True)
         return pwd.getpwnam(_SYSTEM_USER)
 
 
@@ -145,8 +143,16 @@ class EmbeddedPostgres:
             _open_path_for(self.binaries.bin_dir)
         self.datadir.chmod(0o700)
         if not (self.datadir / "PG_VERSION").exists():
-            args = ["-D", str(self.datadir), "-U", "postgres", "--encoding=UTF8",
-                    "--no-locale", "--auth-local=trust", "--auth-host=trust"]
+            args = [
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--auth-local=trust",
+                "--auth-host=trust",
+            ]
             pwfile = None
             if self.password is not None:
                 pwfile = tempfile.NamedTemporaryFile("w", delete=False, suffix=".pw")  # noqa: SIM115
@@ -185,14 +191,20 @@ class EmbeddedPostgres:
             if self._run_as:
                 for path in (cert, key):
                     shutil.chown(path, _SYSTEM_USER, _SYSTEM_USER)
-            conf.update({"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"})
+            conf.update(
+                {"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"}
+            )
         conf.update(self.settings)
         auto = self.datadir / "postgresql.auto.conf"
         auto.write_text("".join(f"{k} = {v}\n" for k, v in conf.items()))
-        hba_lines = list(self.hba) if self.hba is not None else [
-            "local all all trust",
-            f"host all all 127.0.0.1/32 {self.auth}",
-        ]
+        hba_lines = (
+            list(self.hba)
+            if self.hba is not None
+            else [
+                "local all all trust",
+                f"host all all 127.0.0.1/32 {self.auth}",
+            ]
+        )
         (self.datadir / "pg_hba.conf").write_text("\n".join(hba_lines) + "\n")
         if self._run_as:
             for name in ("postgresql.auto.conf", "pg_hba.conf"):
@@ -200,11 +212,17 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         self.init()
-        self._run("pg_ctl", ["-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start"])
+        self._run(
+            "pg_ctl", ["-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start"]
+        )
 
     def stop(self, mode: str = "fast") -> None:
         if (self.datadir / "postmaster.pid").exists():
-            self._run("pg_ctl", ["-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop"], check=False)
+            self._run(
+                "pg_ctl",
+                ["-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop"],
+                check=False,
+            )
 
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)
@@ -234,8 +252,9 @@ class EmbeddedPostgres:
             shutil.chown(path, _SYSTEM_USER, _SYSTEM_USER)
         return path
 
-    def dsn(self, database: str = "postgres", user: str = "postgres",
-            password: str | None = None) -> str:
+    def dsn(
+        self, database: str = "postgres", user: str = "postgres", password: str | None = None
+    ) -> str:
         secret = password if password is not None else self.password
         auth = f"{user}:{secret}@" if secret is not None else f"{user}@"
         return f"postgresql://{auth}127.0.0.1:{self.port}/{database}"
@@ -247,23 +266,46 @@ class EmbeddedPostgres:
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the unix socket; return stdout."""
         result = subprocess.run(
-            [self.binaries.tool("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-             "-h", str(self.datadir), "-p", str(self.port), "-U", "postgres", "-d", database,
-             "-c", sql],
-            check=True, capture_output=True, text=True,
+            [
+                self.binaries.tool("psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.datadir),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return result.stdout
 
     def _run(self, tool: str, args: list[str], check: bool = True) -> None:
         result = subprocess.run(
-            [self.binaries.tool(tool), *args], capture_output=True, text=True,
-            user=self._run_as, cwd="/",
+            [self.binaries.tool(tool), *args],
+            capture_output=True,
+            text=True,
+            user=self._run_as,
+            cwd="/",
         )
         if check and result.returncode != 0:
             log = ""
             with contextlib.suppress(OSError):
                 log = self.logfile.read_text()[-2000:]
-            raise RuntimeError(f"{tool} failed ({result.returncode}): {result.stderr.strip()} {log}")
+            raise RuntimeError(
+                f"{tool} failed ({result.returncode}): {result.stderr.strip()} {log}"
+            )
 
 
 @contextlib.contextmanager

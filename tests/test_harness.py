@@ -16,9 +16,7 @@ async def test_server_answers(pg_server: PgServer) -> None:
 async def test_fresh_db_is_empty(fresh_db: str) -> None:
     conn = await asyncpg.connect(fresh_db)
     try:
-        count = await conn.fetchval(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-        )
+        count = await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
         assert count == 0
     finally:
         await conn.close()
