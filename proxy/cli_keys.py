@@ -1,0 +1,457 @@
+"""``pgseal keys``: master keys, the key store, rotation and shredding.
+
+::
+
+    pgseal keys generate-master [--out PATH]
+    pgseal keys init           [--dsn DSN | --config PATH] [--dry-run]
+    pgseal keys rotate-master  --to ID  [--batch-size N] [--master-key SPEC ...] [--dry-run]
+    pgseal keys rotate         (--tenant T | --all) [--master-key SPEC ...] [--dry-run]
+    pgseal keys shred          --tenant T [--yes] [--no-vacuum] [--dry-run]
+    pgseal keys list           [--tenant T]
+
+Every subcommand that talks to the database takes ``--dsn`` (pgseal's service
+DSN) and/or ``--config PATH`` (``service_dsn`` and ``master_key`` are read from
+it; explicit options win), plus repeatable ``--master-key env:VAR|file:PATH``
+(the first is the current key). The work is done by ``crypto.rotation`` and
+``crypto.store``; this module only parses, runs and reports. Handlers are set
+with ``set_defaults(func=..., handler=...)`` and return the exit status: 0 on
+success, 1 on any error (one line on stderr, never a traceback), 2 for a bad
+configuration file (as ``pgseal`` does for every command). Nothing printed ever
+contains key bytes; ``generate-master`` prints the new key only to stdout (or
+writes it to a 0600 file with ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from crypto.master import MasterKeyRing
+    from crypto.store import KeyStore
+
+__all__ = ["register"]
+
+Handler = Callable[[argparse.Namespace], int]
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+class CommandError(Exception):
+    """A failure the user can fix; printed as one line."""
+
+
+def _print(text: str = "", stream: TextIO | None = None) -> None:
+    print(text, file=stream or sys.stdout, flush=True)
+
+
+def _mask(dsn: str) -> str:
+    try:
+        from rules.config import mask_dsn
+    except ImportError:  # pragma: no cover - rules is part of pgseal
+        return "(dsn)"
+    return mask_dsn(dsn)
+
+
+# -- option resolution ---------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> Any | None:
+    path = getattr(args, "config", None)
+    if not path:
+        return None
+    try:
+        from rules.config import load_config
+    except ImportError as exc:
+        raise CommandError(f"--config is not available in this build ({exc})") from None
+    return load_config(path)
+
+
+def _dsn(args: argparse.Namespace) -> str:
+    if args.dsn:
+        return str(args.dsn)
+    config = _config(args)
+    if config is not None and config.service_dsn:
+        return str(config.service_dsn)
+    raise CommandError("no database given: pass --dsn DSN or --config PATH with service_dsn")
+
+
+def _ring(args: argparse.Namespace) -> MasterKeyRing:
+    from crypto.master import load_master_keys
+
+    specs: list[str] = list(args.master_key or [])
+    if not specs:
+        config = _config(args)
+        if config is not None:
+            specs = list(config.master_keys)
+    if not specs:
+        raise CommandError(
+            "no master key given: pass --master-key env:VAR or file:PATH (or --config PATH)"
+        )
+    return load_master_keys(specs)
+
+
+async def _with_store(dsn: str, work: Callable[[KeyStore], Awaitable[int]]) -> int:
+    import asyncpg
+
+    from crypto.store import KeyStore
+
+    try:
+        con = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise CommandError(f"cannot connect to {_mask(dsn)}: {exc}") from None
+    try:
+        return await work(KeyStore(con))
+    finally:
+        await con.close()
+
+
+def _run(name: str, body: Callable[[argparse.Namespace], int]) -> Handler:
+    """Wrap a command body so every failure is one line and a status code."""
+
+    def handler(args: argparse.Namespace) -> int:
+        import asyncpg
+
+        from crypto.errors import CryptoError
+
+        try:
+            from rules.config import ConfigError
+        except ImportError:  # pragma: no cover
+
+            class ConfigError(Exception):  # type: ignore[no-redef]
+                pass
+
+        prefix = f"pgseal keys {name}: error:"
+        try:
+            return body(args)
+        except ConfigError as exc:
+            _print(f"pgseal keys {name}: {exc}", sys.stderr)
+            return EXIT_CONFIG
+        except (CommandError, CryptoError) as exc:
+            _print(f"{prefix} {exc}", sys.stderr)
+        except asyncpg.PostgresError as exc:
+            _print(f"{prefix} database error {exc.sqlstate}: {exc}", sys.stderr)
+        except (OSError, asyncpg.InterfaceError) as exc:
+            _print(f"{prefix} {exc}", sys.stderr)
+        except KeyboardInterrupt:
+            _print(f"pgseal keys {name}: interrupted", sys.stderr)
+            return 130
+        except Exception as exc:  # a bug: still one line, unless --debug
+            _print(f"{prefix} unexpected {type(exc).__name__}: {exc}", sys.stderr)
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        return EXIT_ERROR
+
+    return handler
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def _generate_master(args: argparse.Namespace) -> int:
+    from crypto.master import LocalMasterKey, generate_master_key
+
+    text = generate_master_key()
+    key = LocalMasterKey.from_text(text, "generated")
+    key_id = key.key_id
+    key.wipe()
+    if args.out:
+        try:
+            fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise CommandError(f"{args.out} already exists; refusing to overwrite a key") from None
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(text + "\n")
+        _print(f"wrote a new master key to {args.out} (mode 0600)")
+        _print(f"master key id: {key_id}")
+        _print(f"use it with: --master-key file:{os.path.abspath(args.out)}")
+        return EXIT_OK
+    _print(text)
+    _print(f"master key id: {key_id}", sys.stderr)
+    _print(
+        "keep it secret; pass it as env:VAR (e.g. PGSEAL_MASTER_KEY) or in a 0600 file:PATH",
+        sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    from crypto.store import SCHEMA_SQL
+
+    dsn = _dsn(args)
+
+    async def work(store: KeyStore) -> int:
+        exists = await store.schema_exists()
+        if args.dry_run:
+            state = "exists; it would be checked" if exists else "would be created"
+            _print(f"dry run: the key store (schema pgseal) {state} with:")
+            _print(SCHEMA_SQL)
+            return EXIT_OK
+        created = await store.init_schema()
+        _print("created the key store (schema pgseal)" if created else "key store already present")
+        return EXIT_OK
+
+    return asyncio.run(_with_store(dsn, work))
+
+
+def _rotate_master(args: argparse.Namespace) -> int:
+    from crypto.rotation import rotate_master
+
+    dsn, ring = _dsn(args), _ring(args)
+    to_id = args.to.lower()
+
+    def progress(done: int) -> None:
+        _print(f"re-wrapped {done} keys so far", sys.stderr)
+
+    async def work(store: KeyStore) -> int:
+        summary = await rotate_master(
+            store,
+            ring,
+            to_id,
+            batch_size=args.batch_size,
+            dry_run=args.dry_run,
+            progress=progress,
+        )
+        usage = ", ".join(f"{mid}: {n}" for mid, n in summary.usage_before.items()) or "none"
+        if summary.dry_run:
+            _print(f"dry run: keys per master key now: {usage}")
+            _print(f"dry run: {summary.rewrapped} keys would be re-wrapped under {to_id}")
+            return EXIT_OK
+        after = ", ".join(f"{mid}: {n}" for mid, n in summary.usage_after.items()) or "none"
+        _print(
+            f"re-wrapped {summary.rewrapped} keys under master key {to_id} "
+            f"in {summary.batches} batch(es); keys per master key now: {after}"
+        )
+        if set(summary.usage_after) <= {to_id}:
+            _print("no key needs the old master key(s) any more; they can be unloaded")
+        return EXIT_OK
+
+    return asyncio.run(_with_store(dsn, work))
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from crypto.rotation import rotate
+
+    dsn, ring = _dsn(args), _ring(args)
+
+    async def work(store: KeyStore) -> int:
+        summary = await rotate(
+            store, ring, tenant=args.tenant, all_tenants=args.all, dry_run=args.dry_run
+        )
+        if summary.dry_run:
+            for p in summary.planned:
+                _print(
+                    f"dry run: tenant {p.tenant!r}: data key version {p.current_version} "
+                    f"-> {p.current_version + 1}"
+                )
+            _print(f"dry run: {len(summary.planned)} tenant(s) would get a new data key")
+            return EXIT_OK
+        for r in summary.done:
+            _print(
+                f"tenant {r.tenant!r}: new data key version {r.new_version} (key id "
+                f"{r.new_key_id}); older key ids still readable: "
+                f"{', '.join(map(str, r.old_key_ids)) or 'none'}"
+            )
+        _print(
+            f"rotated {len(summary.done)} tenant(s); old values keep opening, "
+            "'pgseal reencrypt' moves them to the new version"
+        )
+        return EXIT_OK
+
+    return asyncio.run(_with_store(dsn, work))
+
+
+def _confirm_shred(args: argparse.Namespace) -> None:
+    if args.yes or args.dry_run:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError("shredding is irreversible; add --yes to confirm")
+    answer = input(f"type the tenant id ({args.tenant}) to destroy all its keys: ")
+    if answer.strip() != args.tenant:
+        raise CommandError("not confirmed; nothing was shredded")
+
+
+def _shred(args: argparse.Namespace) -> int:
+    from crypto.rotation import shred
+
+    dsn = _dsn(args)
+    _confirm_shred(args)
+
+    async def work(store: KeyStore) -> int:
+        summary = await shred(store, args.tenant, dry_run=args.dry_run, vacuum=not args.no_vacuum)
+        live = [k for k in summary.keys if k.state != "destroyed"]
+        if summary.dry_run:
+            _print(
+                f"dry run: {len(live)} key(s) of tenant {args.tenant!r} would be destroyed "
+                f"({len(summary.keys) - len(live)} already are)"
+            )
+            return EXIT_OK
+        assert summary.result is not None
+        _print(
+            f"destroyed {len(summary.result.destroyed_key_ids)} key(s) of tenant "
+            f"{args.tenant!r} ({summary.result.already_destroyed} already destroyed); "
+            "its values can no longer be opened by any pgseal process"
+        )
+        if summary.vacuumed:
+            _print("vacuumed pgseal.keys (old row versions with wrapped keys removed)")
+        return EXIT_OK
+
+    return asyncio.run(_with_store(dsn, work))
+
+
+def _list(args: argparse.Namespace) -> int:
+    from crypto.rotation import list_keys
+
+    dsn = _dsn(args)
+
+    async def work(store: KeyStore) -> int:
+        keys = await list_keys(store, args.tenant)
+        if not keys:
+            _print("no keys" + (f" for tenant {args.tenant!r}" if args.tenant else ""))
+            return EXIT_OK
+        rows = [("TENANT", "KIND", "VERSION", "STATE", "KEY ID", "MASTER KEY", "CREATED")]
+        rows += [
+            (
+                k.tenant,
+                k.kind,
+                str(k.version),
+                k.state,
+                str(k.key_id),
+                k.master_key_id,
+                k.created_at.isoformat(timespec="seconds"),
+            )
+            for k in keys
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            _print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+        return EXIT_OK
+
+    return asyncio.run(_with_store(dsn, work))
+
+
+# -- parser ----------------------------------------------------------------------
+
+
+def _db_options(parser: argparse.ArgumentParser, *, master: bool) -> None:
+    parser.add_argument("--dsn", help="pgseal's service DSN (postgresql://USER@HOST/DB)")
+    parser.add_argument(
+        "--config", metavar="PATH", help="read service_dsn and master_key from this config.yaml"
+    )
+    if master:
+        parser.add_argument(
+            "--master-key",
+            action="append",
+            metavar="SPEC",
+            help="master key spec env:VAR or file:PATH; repeat for several, current first",
+        )
+
+
+def _dry_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would change and change nothing"
+    )
+
+
+def _set(
+    parser: argparse.ArgumentParser, name: str, body: Callable[[argparse.Namespace], int]
+) -> None:
+    handler = _run(name, body)
+    # ``func`` and ``handler``: both spellings of the dispatch convention.
+    parser.set_defaults(func=handler, handler=handler)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``keys`` command and its subcommands to a ``pgseal`` parser."""
+    keys = subparsers.add_parser(
+        "keys",
+        help="master keys, key store, rotation and shredding",
+        description="Manage pgseal's master keys and per-tenant keys (pgseal.keys).",
+    )
+    keys.set_defaults(func=_help(keys), handler=_help(keys))
+    sub = keys.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+
+    p = sub.add_parser(
+        "generate-master",
+        help="print a new random master key (base64 of 32 bytes) and its id",
+        description="Print a new random 256-bit master key as base64, for env: or file: specs.",
+    )
+    p.add_argument("--out", metavar="PATH", help="write the key to a new 0600 file instead")
+    _set(p, "generate-master", _generate_master)
+
+    p = sub.add_parser(
+        "init",
+        help="create the key store (schema pgseal) if missing",
+        description="Create schema pgseal and table pgseal.keys; safe to run again.",
+    )
+    _db_options(p, master=False)
+    _dry_run(p)
+    _set(p, "init", _init)
+
+    p = sub.add_parser(
+        "rotate-master",
+        help="re-wrap every key under another master key",
+        description=(
+            "Re-wrap every tenant key (data and index) under master key --to, in batches, "
+            "one transaction each; resumable; no data rows are touched. Load the new key "
+            "and every old one with --master-key."
+        ),
+    )
+    p.add_argument("--to", required=True, metavar="ID", help="target master key id (16 hex)")
+    p.add_argument("--batch-size", type=int, default=500, help="keys per transaction")
+    _db_options(p, master=True)
+    _dry_run(p)
+    _set(p, "rotate-master", _rotate_master)
+
+    p = sub.add_parser(
+        "rotate",
+        help="new data-key version for a tenant or all tenants",
+        description=(
+            "Make a new data-key version for new writes; old versions keep decrypting. "
+            "Blind-index keys are not rotated."
+        ),
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tenant", metavar="T", help="the tenant to rotate")
+    which.add_argument("--all", action="store_true", help="rotate every tenant")
+    _db_options(p, master=True)
+    _dry_run(p)
+    _set(p, "rotate", _rotate)
+
+    p = sub.add_parser(
+        "shred",
+        help="destroy all keys of a tenant (irreversible)",
+        description=(
+            "Destroy every key of a tenant: its values become unreadable at once in every "
+            "running pgseal process. Irreversible."
+        ),
+    )
+    p.add_argument("--tenant", required=True, metavar="T", help="the tenant to shred")
+    p.add_argument("--yes", action="store_true", help="confirm without a prompt")
+    p.add_argument("--no-vacuum", action="store_true", help="skip VACUUM of pgseal.keys afterwards")
+    _db_options(p, master=True)
+    _dry_run(p)
+    _set(p, "shred", _shred)
+
+    p = sub.add_parser(
+        "list",
+        help="list tenants' keys: versions, states, master key ids (never key bytes)",
+        description="List key rows: tenant, kind, version, state, key id, master key id, date.",
+    )
+    p.add_argument("--tenant", metavar="T", help="only this tenant")
+    _db_options(p, master=True)
+    _set(p, "list", _list)
+
+
+def _help(parser: argparse.ArgumentParser) -> Handler:
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+
+    return show
