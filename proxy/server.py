@@ -1,0 +1,727 @@
+"""The asyncio adapter: sockets, TLS and timers around ``proxy.session``.
+
+Each accepted client gets a ``ClientConnection`` (an asyncio Protocol) and,
+once it has sent its startup packet, an ``UpstreamConnection`` to Postgres.
+Both feed bytes to the connection's ``Session`` and then ``pump`` it: whatever
+the session queued is written with one ``write`` per direction, and its actions
+(TLS upgrade, upstream connect, cancel forwarding, close) are carried out.
+
+The accept loop peeks at the first byte of every connection so that direct TLS
+(PostgreSQL 17 ``sslnegotiation=direct``: the ClientHello comes first, ALPN
+``postgresql``) can be told apart from a startup packet before any byte is
+consumed. Flow control is symmetric: a client that does not read pauses
+reading from its upstream, and the other way round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import logging
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from proxy import codec
+from proxy.session import (
+    Close,
+    ConnectUpstream,
+    ForwardCancel,
+    Phase,
+    RegisterCancelKey,
+    Session,
+    SessionLimits,
+    StartClientTLS,
+)
+
+if TYPE_CHECKING:
+    from rules.config import Config
+
+__all__ = ["Proxy", "ProxySettings", "run", "serve"]
+
+log = logging.getLogger("pgseal.server")
+
+_UPSTREAM_TLS_MODES = ("disable", "prefer", "require", "verify-full")
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """What the network layer needs, independent of how it was configured."""
+
+    upstream_host: str
+    upstream_port: int = 5432
+    upstream_database: str | None = None
+    upstream_socket_dir: str | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 6432
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client: str = "disable"  # disable | allow | require
+    tls_direct: bool = False
+    tls_upstream: str = "prefer"
+    tls_upstream_ca: Path | None = None
+    max_client_connections: int = 1000
+    max_message_size: int = 1 << 30
+    idle_timeout: float = 0.0
+    startup_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    shutdown_grace: float = 30.0
+    reuse_port: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> ProxySettings:
+        up, tls, limits = config.upstream, config.tls, config.limits
+        return cls(
+            upstream_host=up.host,
+            upstream_port=up.port,
+            upstream_database=up.database,
+            upstream_socket_dir=up.unix_socket_dir,
+            listen_host=config.listen.host,
+            listen_port=config.listen.port,
+            tls_cert=tls.cert,
+            tls_key=tls.key,
+            tls_client=tls.client,
+            tls_direct=tls.direct,
+            tls_upstream=tls.upstream,
+            tls_upstream_ca=tls.upstream_ca,
+            max_client_connections=limits.max_client_connections,
+            max_message_size=limits.max_message_size,
+            idle_timeout=limits.idle_timeout_seconds,
+            startup_timeout=limits.startup_timeout_seconds,
+            connect_timeout=limits.connect_timeout_seconds,
+            shutdown_grace=limits.shutdown_grace_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _CancelTarget:
+    secret: bytes = field(repr=False)
+    upstream_pid: int
+    upstream_secret: bytes = field(repr=False)
+
+
+class Proxy:
+    """Listening socket, live connections and the cancel-key map."""
+
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.connections: set[ClientConnection] = set()
+        self.cancel_keys: dict[int, _CancelTarget] = {}
+        self.client_tls = self._client_tls_context()
+        self.upstream_tls = self._upstream_tls_context()
+        self._ids = itertools.count(1)
+        self._listeners: list[socket.socket] = []
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._stopping = False
+        self._timer: asyncio.Task[None] | None = None
+        self.accepted = 0
+
+    # -- TLS contexts ------------------------------------------------------------
+    def _client_tls_context(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if not (s.tls_cert and s.tls_key) or s.tls_client == "disable":
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(s.tls_cert), str(s.tls_key))
+        # Direct TLS clients must negotiate ALPN "postgresql"; offering it is
+        # harmless for clients that came through SSLRequest.
+        ctx.set_alpn_protocols(["postgresql"])
+        return ctx
+
+    def _upstream_tls_context(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if s.tls_upstream == "disable":
+            return None
+        if s.tls_upstream == "verify-full":
+            ctx = ssl.create_default_context(
+                cafile=str(s.tls_upstream_ca) if s.tls_upstream_ca else None
+            )
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            s.listen_host, s.listen_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        seen = set()
+        for family, kind, proto, _canon, addr in infos:
+            if addr in seen:
+                continue
+            seen.add(addr)
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if s.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(1024)
+            sock.setblocking(False)
+            self._listeners.append(sock)
+            loop.add_reader(sock.fileno(), self._on_acceptable, sock)
+        self._timer = asyncio.create_task(self._timers())
+        log.info("listening on %s", ", ".join(self.addresses))
+
+    @property
+    def addresses(self) -> list[str]:
+        out = []
+        for sock in self._listeners:
+            host, port = sock.getsockname()[:2]
+            out.append(f"{host}:{port}")
+        return out
+
+    @property
+    def port(self) -> int:
+        port: int = self._listeners[0].getsockname()[1]
+        return port
+
+    def stop_accepting(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self._listeners:
+            with contextlib.suppress(OSError, ValueError):
+                loop.remove_reader(sock.fileno())
+                sock.close()
+        self._listeners.clear()
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight work finish up to ``grace``, then close."""
+        self._stopping = True
+        self.stop_accepting()
+        deadline = time.monotonic() + (self.settings.shutdown_grace if grace is None else grace)
+        while time.monotonic() < deadline:
+            for conn in list(self.connections):
+                if conn.session.idle or conn.session.phase is not Phase.READY:
+                    conn.terminate()
+            if not self.connections:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.terminate()
+        if self._timer:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+    def spawn(self, coro: Coroutine[object, object, object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _timers(self) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.check_timers(now, s)
+
+    # -- accepting ---------------------------------------------------------------------
+    def _on_acceptable(self, listener: socket.socket) -> None:
+        # Accept everything that is queued; a reader callback instead of
+        # sock_accept so that closing the listener never races a pending accept.
+        for _ in range(64):
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: keep serving the others
+                log.warning("accept failed: %s", exc)
+                return
+            self.accepted += 1
+            self.spawn(self._handle(sock, addr))
+
+    async def _handle(self, sock: socket.socket, addr: object) -> None:
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn_id = next(self._ids)
+        direct_tls = False
+        if self.client_tls is not None and self.settings.tls_direct:
+            try:
+                first = await asyncio.wait_for(_peek(sock), self.settings.startup_timeout)
+            except (TimeoutError, OSError):
+                sock.close()
+                return
+            direct_tls = first == b"\x16"
+        over_limit = len(self.connections) >= self.settings.max_client_connections
+        try:
+            await loop.connect_accepted_socket(
+                lambda: ClientConnection(self, conn_id, addr, over_limit, direct_tls),
+                sock,
+                ssl=self.client_tls if direct_tls else None,
+                ssl_handshake_timeout=self.settings.startup_timeout if direct_tls else None,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            log.info("connection %d from %s failed before startup: %s", conn_id, addr, exc)
+            sock.close()
+
+    # -- cancel ---------------------------------------------------------------------
+    def register_cancel(self, action: RegisterCancelKey) -> None:
+        self.cancel_keys[action.pid] = _CancelTarget(
+            action.secret, action.upstream_pid, action.upstream_secret
+        )
+
+    def unregister_cancel(self, pid: int) -> None:
+        self.cancel_keys.pop(pid, None)
+
+    async def forward_cancel(self, request: ForwardCancel) -> None:
+        target = self.cancel_keys.get(request.pid)
+        if target is None or not hmac.compare_digest(target.secret, request.secret):
+            return  # Postgres ignores unknown keys silently; so do we
+        cancel = codec.CancelRequest(target.upstream_pid, target.upstream_secret).encode()
+        try:
+            reader, writer = await asyncio.wait_for(
+                self.open_upstream_stream(), self.settings.connect_timeout
+            )
+            writer.write(cancel)
+            await writer.drain()
+            await asyncio.wait_for(reader.read(), self.settings.connect_timeout)
+            writer.close()
+        except (OSError, TimeoutError) as exc:
+            log.warning("could not forward a cancel request: %s", exc)
+
+    async def open_upstream_stream(
+        self,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        s = self.settings
+        if s.upstream_socket_dir:
+            path = f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
+            return await asyncio.open_unix_connection(path)
+        return await asyncio.open_connection(s.upstream_host, s.upstream_port)
+
+    # -- upstream ---------------------------------------------------------------------
+    async def connect_upstream(self, conn: ClientConnection) -> None:
+        """Open the upstream leg (TLS per ``tls_upstream``) and attach it to ``conn``."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        where = (
+            f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
+            if s.upstream_socket_dir
+            else f"{s.upstream_host}:{s.upstream_port}"
+        )
+        try:
+            sock = await asyncio.wait_for(self._upstream_socket(), s.connect_timeout)
+            use_tls = False
+            if self.upstream_tls is not None and sock.family != socket.AF_UNIX:
+                await loop.sock_sendall(sock, codec.SSL_REQUEST)
+                answer = await asyncio.wait_for(loop.sock_recv(sock, 1), s.connect_timeout)
+                if answer == b"S":
+                    use_tls = True
+                elif answer == b"N":
+                    if s.tls_upstream in ("require", "verify-full"):
+                        sock.close()
+                        conn.upstream_failed(
+                            "08001",
+                            f"pgseal: the database server at {where} does not accept TLS, "
+                            f"but tls.upstream is '{s.tls_upstream}'",
+                            "Enable ssl on the server or set tls.upstream to prefer/disable.",
+                        )
+                        return
+                else:
+                    sock.close()
+                    conn.upstream_failed(
+                        "08P01", f"pgseal: unexpected answer to SSLRequest from {where}", None
+                    )
+                    return
+            elif s.tls_upstream in ("require", "verify-full") and sock.family == socket.AF_UNIX:
+                pass  # a unix socket is local; TLS does not apply to it
+            server_hostname = s.upstream_host if use_tls else None
+            _transport, upstream = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: UpstreamConnection(conn),
+                    sock=sock,
+                    ssl=self.upstream_tls if use_tls else None,
+                    server_hostname=server_hostname,
+                ),
+                s.connect_timeout,
+            )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            reason = (
+                "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            )
+            conn.upstream_failed(
+                "08001",
+                f"pgseal: could not connect to the database server at {where}: {reason}",
+                "Check 'upstream' in pgseal's config and that PostgreSQL is running.",
+            )
+            return
+        conn.upstream_ready(upstream, use_tls)
+
+    async def _upstream_socket(self) -> socket.socket:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        if s.upstream_socket_dir:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}")
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        infos = await loop.getaddrinfo(s.upstream_host, s.upstream_port, type=socket.SOCK_STREAM)
+        last: OSError | None = None
+        for family, kind, proto, _canon, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, addr)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        raise last or OSError("no address for the upstream host")
+
+
+async def _peek(sock: socket.socket) -> bytes:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+    return sock.recv(1, socket.MSG_PEEK)
+
+
+class ClientConnection(asyncio.Protocol):
+    """The client side of one proxied connection."""
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        conn_id: int,
+        addr: object,
+        over_limit: bool,
+        direct_tls: bool,
+    ) -> None:
+        s = proxy.settings
+        self.proxy = proxy
+        self.conn_id = conn_id
+        self.addr = addr
+        self.session = Session(
+            conn_id,
+            limits=SessionLimits(max_message_size=s.max_message_size),
+            tls_available=proxy.client_tls is not None and not direct_tls,
+            tls_required=s.tls_client == "require" and proxy.client_tls is not None,
+        )
+        self.session.client_tls = direct_tls
+        self.over_limit = over_limit
+        self.transport: asyncio.Transport | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.started = time.monotonic()
+        self.last_activity = self.started
+        self._closed = False
+        self._upgrading = False
+        self._paused_by_upstream = False
+
+    # -- asyncio callbacks -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        self.proxy.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        self.session.client_data(data)
+        self.pump()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._upgrading:
+            return  # start_tls swaps transports; the connection lives on
+        self._closed = True
+        self.proxy.connections.discard(self)
+        self.proxy.unregister_cancel(self.session.cancel_pid)
+        if self.upstream is not None:
+            self.upstream.close(terminate=self.session.phase is Phase.READY)
+        startup = self.session.startup
+        log.info(
+            "connection closed",
+            extra={
+                "conn_id": self.conn_id,
+                "client": _format_addr(self.addr),
+                "user": startup.params.get("user") if startup else None,
+                "database": startup.params.get("database") if startup else None,
+                "duration_s": round(time.monotonic() - self.started, 3),
+                "bytes_in": self.session.bytes_from_client,
+                "bytes_out": self.session.bytes_from_server,
+            },
+        )
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # -- moving bytes ------------------------------------------------------------------
+    def pump(self) -> None:
+        session = self.session
+        if session.to_server and self.upstream is not None and self.upstream.transport:
+            chunks = session.to_server
+            session.to_server = []
+            self.upstream.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if session.to_client and self.transport is not None:
+            chunks = session.to_client
+            session.to_client = []
+            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if session.actions:
+            actions = session.actions
+            session.actions = []
+            for action in actions:
+                self._act(action)
+
+    def _act(self, action: object) -> None:
+        if isinstance(action, ConnectUpstream):
+            if self.over_limit:
+                self.session._fatal("53300", "sorry, too many clients already")
+                self.pump()
+                return
+            self._log_open(action)
+            self.proxy.spawn(self.proxy.connect_upstream(self))
+        elif isinstance(action, RegisterCancelKey):
+            self.proxy.register_cancel(action)
+        elif isinstance(action, StartClientTLS):
+            self.proxy.spawn(self._start_tls())
+        elif isinstance(action, ForwardCancel):
+            self.proxy.spawn(self.proxy.forward_cancel(action))
+        elif isinstance(action, Close):
+            self.close()
+
+    def _log_open(self, action: ConnectUpstream) -> None:
+        log.info(
+            "connection opened",
+            extra={
+                "conn_id": self.conn_id,
+                "client": _format_addr(self.addr),
+                "user": action.startup.params.get("user"),
+                "database": action.startup.params.get("database"),
+                "tls": self.session.client_tls,
+            },
+        )
+
+    async def _start_tls(self) -> None:
+        assert self.transport is not None
+        assert self.proxy.client_tls is not None
+        loop = asyncio.get_running_loop()
+        self._upgrading = True
+        try:
+            transport = await loop.start_tls(
+                self.transport,
+                self,
+                self.proxy.client_tls,
+                server_side=True,
+                ssl_handshake_timeout=self.proxy.settings.startup_timeout,
+            )
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            log.info("TLS handshake with client %s failed: %s", _format_addr(self.addr), exc)
+            self._upgrading = False
+            if self.transport:
+                self.transport.abort()
+            self.connection_lost(None)
+            return
+        self._upgrading = False
+        if transport is None:
+            self.connection_lost(None)
+            return
+        self.transport = transport
+
+    def upstream_ready(self, upstream: UpstreamConnection, tls: bool) -> None:
+        if self._closed:
+            upstream.close(terminate=False)
+            return
+        self.upstream = upstream
+        self.session.upstream_tls = tls
+        self.session.server_connected()
+        self.pump()
+
+    def upstream_failed(self, code: str, msg: str, hint: str | None) -> None:
+        log.warning("conn %d: %s", self.conn_id, msg)
+        self.session._fatal(code, msg, hint)
+        self.pump()
+
+    def upstream_lost(self) -> None:
+        self.session.server_closed()
+        self.pump()
+
+    def check_timers(self, now: float, settings: ProxySettings) -> None:
+        phase = self.session.phase
+        if phase in (Phase.STARTUP, Phase.CONNECTING, Phase.AUTH):
+            if now - self.started > settings.startup_timeout:
+                self.session._fatal("08006", "pgseal: timeout waiting for startup to complete")
+                self.pump()
+        elif (
+            settings.idle_timeout > 0
+            and self.session.idle
+            and now - self.last_activity > settings.idle_timeout
+        ):
+            self.session.idle_timeout()
+            self.pump()
+
+    def terminate(self) -> None:
+        """Close with an administrator-shutdown error (SIGTERM)."""
+        self.session.shutdown()
+        self.pump()
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closed:
+            self._closed = True
+            self.transport.close()
+        if self.upstream is not None:
+            self.upstream.close(terminate=False)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """The Postgres side of one proxied connection."""
+
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self._closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        client.session.server_data(data)
+        client.pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self._closing:
+            self.client.upstream_lost()
+
+    def pause_writing(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.resume_reading()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def close(self, *, terminate: bool) -> None:
+        self._closing = True
+        if self.transport is not None:
+            if terminate:
+                self.transport.write(codec.TERMINATE)
+            self.transport.close()
+
+
+def _format_addr(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr) if addr else "unix"
+
+
+async def serve(
+    settings: ProxySettings,
+    *,
+    started: Callable[[Proxy], None] | None = None,
+    stop: asyncio.Event | None = None,
+    reload: Callable[[Proxy], None] | None = None,
+) -> None:
+    """Run a proxy until ``stop`` is set or SIGTERM/SIGINT arrives."""
+    proxy = Proxy(settings)
+    await proxy.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        if reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, lambda: reload(proxy))
+            installed.append(signal.SIGHUP)
+    if started is not None:
+        started(proxy)
+    try:
+        await stop.wait()
+        log.info("shutting down: waiting up to %ss for in-flight queries", settings.shutdown_grace)
+        await proxy.shutdown()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def run(config: Config) -> int:
+    """Blocking entry point of ``pgseal serve``."""
+    settings = ProxySettings.from_config(config)
+    source = config.source
+
+    def reload(proxy: Proxy) -> None:
+        if source is None:
+            return
+        from rules.config import ConfigError
+
+        try:
+            fresh = config.reload()
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        new = ProxySettings.from_config(fresh)
+        # Addresses and TLS need a restart; limits apply to new work at once.
+        proxy.settings = replace(
+            proxy.settings,
+            max_client_connections=new.max_client_connections,
+            idle_timeout=new.idle_timeout,
+            startup_timeout=new.startup_timeout,
+            connect_timeout=new.connect_timeout,
+            shutdown_grace=new.shutdown_grace,
+        )
+        logging.getLogger("pgseal").setLevel(fresh.log_level.upper())
+        log.info("configuration reloaded from %s", source)
+
+    _install_uvloop()
+    asyncio.run(serve(settings, reload=reload))
+    return 0
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - not on Linux
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

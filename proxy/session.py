@@ -1,0 +1,575 @@
+"""The per-connection protocol state machine: events in, commands out.
+
+One ``Session`` per client connection. The asyncio adapter (``proxy.server``)
+feeds it bytes with ``client_data`` / ``server_data`` and afterwards drains
+``to_client``, ``to_server`` and ``actions``; the session never does I/O, so
+tests drive it with scripted byte sequences.
+
+States (``Phase``) and their rules:
+
+- ``STARTUP``: untyped first messages. SSLRequest gets ``S`` (and a
+  ``StartClientTLS`` action) when TLS is configured, else ``N``; GSSENCRequest
+  gets ``N``; CancelRequest becomes a ``ForwardCancel`` action and the
+  connection closes; a StartupMessage becomes ``ConnectUpstream``.
+- ``AUTH``: authentication is relayed message by message until the server's
+  first ReadyForQuery. pgseal swaps the server's BackendKeyData for its own so
+  a cancel can never be forged for another client's backend.
+- ``READY``: normal operation. Every forwarded frontend message that the
+  server answers is recorded in ``_pending`` (a queue of expectations); each
+  backend message advances it. The queue is what lets pgseal insert an error of
+  its own at exactly the place Postgres would have sent it, and know which
+  result set a DataRow belongs to.
+- failed-until-Sync (``_skipping``): after pgseal refuses an extended-protocol
+  message it drops the client's messages up to the next Sync, exactly as
+  Postgres does after an error.
+- COPY: the server ignores Sync and Flush while in copy-in mode, so Syncs the
+  client pipelined behind a COPY are taken out of the queue when the server's
+  CopyInResponse arrives.
+- ``CLOSED``: nothing more is read; the adapter closes both sockets.
+
+An ErrorResponse in extended mode makes Postgres discard messages until Sync;
+the queue drops the matching expectations the same way. ReadyForQuery carries
+the transaction status that SET LOCAL and portal lifetimes depend on.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import cast
+
+from proxy import codec
+from proxy.codec import ProtocolViolation
+
+__all__ = [
+    "Action",
+    "Close",
+    "ConnectUpstream",
+    "ForwardCancel",
+    "Phase",
+    "RegisterCancelKey",
+    "Session",
+    "SessionLimits",
+    "StartClientTLS",
+]
+
+log = logging.getLogger("pgseal.session")
+
+
+class Phase(enum.Enum):
+    STARTUP = "startup"
+    CONNECTING = "connecting"
+    AUTH = "auth"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+# -- commands for the adapter ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartClientTLS:
+    """Upgrade the client socket to TLS now (after the queued 'S' is written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectUpstream:
+    startup: codec.StartupMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardCancel:
+    pid: int
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterCancelKey:
+    pid: int
+    secret: bytes = field(repr=False)
+    upstream_pid: int
+    upstream_secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    reason: str
+
+
+Action = StartClientTLS | ConnectUpstream | ForwardCancel | RegisterCancelKey | Close
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    max_message_size: int = 1 << 30
+    max_startup_size: int = 10_000
+
+
+# -- expectations ------------------------------------------------------------------
+
+# What a forwarded frontend message will be answered with. Small ints keep the
+# hot path cheap; payloads ride along in the same deque entry.
+PARSE, BIND, DESCRIBE_S, DESCRIBE_P, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION = range(9)
+COPY_END = 9  # marker: the client ended a COPY here (no response of its own)
+LOCAL_ERROR = 10  # pgseal's own error, sent when it reaches the head of the queue
+
+_EXTENDED_DONE = {
+    PARSE: frozenset(b"1"),
+    BIND: frozenset(b"2"),
+    CLOSE: frozenset(b"3"),
+    DESCRIBE_S: frozenset(b"Tn"),
+    DESCRIBE_P: frozenset(b"Tn"),
+    EXECUTE: frozenset(b"CIs"),
+}
+
+_T_DATA_ROW = ord("D")
+_T_ERROR = ord("E")
+_T_READY = ord("Z")
+_ASYNC = frozenset(b"NAS")  # notice, notification, parameter status: any time
+
+_SQL_REGISTRY = re.compile(rb"(?i)\b(prepare|deallocate|discard)\b")
+_PREPARE = re.compile(r"(?is)^\s*prepare\s+(\"(?:[^\"]|\"\")+\"|[\w$]+)")
+_DEALLOCATE = re.compile(r"(?is)^\s*deallocate\s+(?:prepare\s+)?(\"(?:[^\"]|\"\")+\"|[\w$]+)")
+_DISCARD = re.compile(r"(?is)^\s*discard\s+(all|plans)\b")
+
+
+def _ident(raw: str) -> str:
+    if raw.startswith('"'):
+        return raw[1:-1].replace('""', '"')
+    return raw.lower()
+
+
+@dataclass(slots=True)
+class PreparedStatement:
+    """What pgseal knows about one prepared statement (protocol or SQL level)."""
+
+    query: str
+    param_types: tuple[int, ...] = ()
+    sql_level: bool = False
+    plan: object | None = None  # attached by the rules layer
+
+
+class Session:
+    """One client connection's protocol state. See the module docstring."""
+
+    def __init__(
+        self,
+        conn_id: int,
+        *,
+        limits: SessionLimits | None = None,
+        tls_available: bool = False,
+        tls_required: bool = False,
+    ) -> None:
+        self.conn_id = conn_id
+        self.limits = limits or SessionLimits()
+        self.tls_available = tls_available
+        self.tls_required = tls_required
+        self.client_tls = False
+        self.upstream_tls = False
+        self._sasl_started = False
+        self.phase = Phase.STARTUP
+        self.to_client: list[bytes] = []
+        self.to_server: list[bytes] = []
+        self.actions: list[Action] = []
+        self.startup: codec.StartupMessage | None = None
+        self.txn_status = "I"
+        self.statements: dict[str, PreparedStatement] = {}
+        self.portals: dict[str, str] = {}
+        self.server_params: dict[str, str] = {}
+        self.bytes_from_client = 0
+        self.bytes_from_server = 0
+        self.cancel_pid = 0
+        self.cancel_secret = b""
+        self._cbuf = b""
+        self._sbuf = b""
+        self._pending: deque[tuple[int, object]] = deque()
+        self._skipping = False
+        self._copy_in_syncs_ignored = False
+        self._pre_ready: list[bytes] = []
+
+    # -- introspection ---------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """No request in flight and not inside a transaction block."""
+        return self.phase is Phase.READY and not self._pending and self.txn_status == "I"
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    # -- client side -------------------------------------------------------------
+    def client_data(self, data: bytes) -> None:
+        self.bytes_from_client += len(data)
+        if self.phase is Phase.CLOSED:
+            return
+        buf = self._cbuf + data if self._cbuf else data
+        try:
+            if self.phase is Phase.STARTUP:
+                buf = self._client_startup(buf)
+            elif self.phase is Phase.READY:
+                buf = self._client_messages(buf)
+            elif self.phase is Phase.AUTH:
+                buf = self._client_auth(buf)
+            # CONNECTING: keep buffering until the upstream is there.
+        except ProtocolViolation as exc:
+            self._fatal("08P01", f"pgseal: invalid frontend message: {exc}")
+            return
+        self._cbuf = bytes(buf)
+
+    def _client_startup(self, buf: bytes) -> bytes:
+        while self.phase is Phase.STARTUP:
+            length = codec.startup_length(buf, self.limits.max_startup_size)
+            if length is None:
+                return buf
+            packet, buf = buf[:length], buf[length:]
+            request = codec.decode_startup(packet)
+            if isinstance(request, codec.SpecialRequest):
+                if request.code == codec.SSL_REQUEST_CODE and self.tls_available:
+                    if buf:
+                        # Bytes pipelined behind SSLRequest would be read as
+                        # plaintext past the TLS switch (CVE-2021-23214).
+                        raise ProtocolViolation("received unencrypted data after SSL request")
+                    self.to_client.append(b"S")
+                    self.actions.append(StartClientTLS())
+                    self.client_tls = True
+                    return buf
+                self.to_client.append(b"N")
+                continue
+            if isinstance(request, codec.CancelRequest):
+                self.actions.append(ForwardCancel(request.pid, request.secret))
+                self._close("cancel request")
+                return b""
+            if self.tls_required and not self.client_tls:
+                self._fatal(
+                    "28000",
+                    "pgseal: this server requires TLS; connect with sslmode=require",
+                )
+                return b""
+            self.startup = request
+            self.phase = Phase.CONNECTING
+            self.actions.append(ConnectUpstream(request))
+        return buf
+
+    def _client_auth(self, buf: bytes) -> bytes:
+        last = 0
+        for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
+            last = end
+            if kind == 0x70 and self._sasl_started:  # SASLInitialResponse
+                self._sasl_started = False
+                mechanism, data = codec.decode_sasl_initial(buf[start + 5 : end])
+                if mechanism.endswith("-PLUS") or ((data or b"")[:1] == b"y" and self.upstream_tls):
+                    self._fatal(
+                        "28000",
+                        "pgseal: SCRAM channel binding cannot pass through pgseal when both "
+                        "the client and the database connection use TLS",
+                        hint="Set auth.mode: terminate in pgseal's config (pgseal then binds to "
+                        "its own certificate), connect with channel_binding=disable, or set "
+                        "tls.upstream: disable for a local database.",
+                    )
+                    return b""
+        if last:
+            self.to_server.append(buf[:last])
+        return buf[last:]
+
+    def _client_messages(self, buf: bytes) -> bytes:
+        """Frame, track and forward client messages; one output chunk per call."""
+        out = self.to_server
+        pending = self._pending
+        seg = 0  # start of the run of bytes forwarded unchanged
+        last = 0
+        for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
+            last = end
+            if self._skipping:
+                if kind != 0x53:  # everything but Sync is discarded
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    seg = end
+                    continue
+                self._skipping = False
+            if kind == 0x42:  # Bind
+                portal, statement = _two_cstrs(buf, start + 5, end)
+                self.portals[portal] = statement
+                pending.append((BIND, portal))
+            elif kind == 0x45:  # Execute
+                pending.append((EXECUTE, _cstr_at(buf, start + 5, end)))
+            elif kind == 0x53:  # Sync
+                if not self._copy_in_syncs_ignored:
+                    pending.append((SYNC, None))
+            elif kind == 0x44:  # Describe
+                describe = codec.decode_describe(buf[start + 5 : end])
+                pending.append((DESCRIBE_S if describe.kind == "S" else DESCRIBE_P, describe.name))
+            elif kind == 0x50:  # Parse
+                parse = codec.decode_parse(buf[start + 5 : end])
+                self.statements[parse.name] = PreparedStatement(parse.query, parse.param_types)
+                pending.append((PARSE, parse.name))
+            elif kind == 0x51:  # Query
+                query = buf[start + 5 : end - 1]
+                if _SQL_REGISTRY.search(query):
+                    self._track_sql_registry(codec.decode_query(buf[start + 5 : end]))
+                pending.append((QUERY, None))
+            elif kind == 0x43:  # Close
+                close = codec.decode_close(buf[start + 5 : end])
+                if close.kind == "S":
+                    self.statements.pop(close.name, None)
+                else:
+                    self.portals.pop(close.name, None)
+                pending.append((CLOSE, close.name))
+            elif kind in (0x63, 0x66):  # CopyDone, CopyFail
+                if self._copy_in_syncs_ignored:
+                    self._copy_in_syncs_ignored = False
+                else:
+                    pending.append((COPY_END, None))
+            elif kind == 0x46:  # FunctionCall
+                pending.append((FUNCTION, None))
+            elif kind == 0x58:  # Terminate
+                if end > seg:
+                    out.append(buf[seg:end])
+                self._close("client terminated")
+                return b""
+            elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
+                pass
+            else:
+                raise ProtocolViolation(f"invalid frontend message type {kind}")
+        if last > seg:
+            out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
+        return buf[last:]
+
+    def _track_sql_registry(self, sql: str) -> None:
+        # Only the first statement of a Query string is cheap to attribute;
+        # drivers send PREPARE/DEALLOCATE/DISCARD on their own.
+        for statement in sql.split(";"):
+            if match := _PREPARE.match(statement):
+                name = _ident(match.group(1))
+                self.statements[name] = PreparedStatement(statement, sql_level=True)
+            elif match := _DEALLOCATE.match(statement):
+                name = _ident(match.group(1))
+                if name == "all":
+                    self._drop_sql_statements(protocol_too=False)
+                else:
+                    self.statements.pop(name, None)
+            elif match := _DISCARD.match(statement):
+                self._drop_sql_statements(protocol_too=True)
+                if match.group(1).lower() == "all":
+                    self.portals.clear()
+
+    def _drop_sql_statements(self, *, protocol_too: bool) -> None:
+        if protocol_too:
+            self.statements.clear()
+        else:
+            self.statements = {k: v for k, v in self.statements.items() if not v.sql_level}
+
+    # -- server side -------------------------------------------------------------
+    def server_connected(self) -> None:
+        """The upstream connection is up: send the startup packet and go on."""
+        assert self.startup is not None
+        self.to_server.append(self.startup.encode())
+        self.phase = Phase.AUTH
+        if self._cbuf:
+            pending, self._cbuf = self._cbuf, b""
+            self.client_data(pending)
+
+    def server_data(self, data: bytes) -> None:
+        self.bytes_from_server += len(data)
+        if self.phase is Phase.CLOSED:
+            return
+        buf = self._sbuf + data if self._sbuf else data
+        try:
+            if self.phase is Phase.READY:
+                buf = self._server_messages(buf)
+            else:
+                buf = self._server_auth(buf)
+        except ProtocolViolation as exc:
+            self._fatal("08P01", f"pgseal: invalid message from the database server: {exc}")
+            return
+        self._sbuf = bytes(buf)
+
+    def _server_auth(self, buf: bytes) -> bytes:
+        last = 0
+        for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
+            last = end
+            body = buf[start + 5 : end]
+            if kind == 0x4B:  # BackendKeyData: keep the real one, give ours
+                upstream_pid, upstream_secret = codec.decode_backend_key_data(body)
+                self.cancel_pid = secrets.randbits(31) | 1
+                self.cancel_secret = secrets.token_bytes(len(upstream_secret))
+                self.actions.append(
+                    RegisterCancelKey(
+                        self.cancel_pid, self.cancel_secret, upstream_pid, upstream_secret
+                    )
+                )
+                self.to_client.append(codec.backend_key_data(self.cancel_pid, self.cancel_secret))
+                continue
+            if kind == 0x53:  # ParameterStatus
+                self._note_parameter(body)
+            elif kind == 0x52 and body[:4] == b"\x00\x00\x00\x0a":  # AuthenticationSASL
+                # Binding to pgseal's certificate can never verify at the
+                # server, so -PLUS is not offered to a relayed client.
+                mechanisms = codec.sasl_mechanisms(body[4:])
+                self._sasl_started = True
+                plain = [m for m in mechanisms if not m.endswith("-PLUS")]
+                if plain != mechanisms:
+                    self.to_client.append(codec.encode_sasl_mechanisms(plain))
+                    continue
+            self.to_client.append(buf[start:end])
+            if kind == _T_READY:
+                self.txn_status = chr(body[0]) if body else "I"
+                self.phase = Phase.READY
+                rest = buf[end:]
+                if self._cbuf:
+                    pending, self._cbuf = self._cbuf, b""
+                    self.client_data(pending)
+                return self._server_messages(rest) if rest else rest
+            if kind == _T_ERROR:
+                # A FATAL during startup/auth: the server closes; so do we
+                # once the error is delivered.
+                fields = codec.decode_error_fields(body)
+                if fields.get("S") in ("FATAL", "PANIC"):
+                    self._close("authentication failed")
+                    return b""
+        return buf[last:]
+
+    def _note_parameter(self, body: bytes) -> None:
+        try:
+            name, _, value = body.rstrip(b"\x00").partition(b"\x00")
+            self.server_params[name.decode()] = value.decode()
+        except UnicodeDecodeError:
+            pass
+
+    def _server_messages(self, buf: bytes) -> bytes:
+        out = self.to_client
+        pending = self._pending
+        seg = 0
+        last = 0
+        for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
+            last = end
+            if kind == _T_DATA_ROW or kind in _ASYNC:
+                if kind == 0x53:
+                    self._note_parameter(buf[start + 5 : end])
+                continue
+            if not pending:
+                # Unsolicited: a FATAL from a terminating backend, say.
+                continue
+            head, _payload = pending[0]
+            if kind == _T_ERROR:
+                self._server_error(head)
+            elif kind == _T_READY:
+                self.txn_status = chr(buf[start + 5])
+                if self.txn_status == "I":
+                    self.portals.clear()
+                pending.popleft()
+            elif head in _EXTENDED_DONE:
+                if kind in _EXTENDED_DONE[head]:
+                    pending.popleft()
+                elif kind == 0x47:  # CopyInResponse
+                    self._copy_in_started()
+            elif kind == 0x47:
+                self._copy_in_started()
+            if pending and pending[0][0] >= COPY_END:
+                if pending[0][0] == COPY_END:
+                    pending.popleft()  # a CopyDone the server never waited for
+                if pending and pending[0][0] == LOCAL_ERROR:
+                    if end > seg:
+                        out.append(buf[seg:end])
+                    seg = end
+                    self._flush_local_errors()
+        if last > seg:
+            out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
+        return buf[last:]
+
+    def _server_error(self, head: int) -> None:
+        pending = self._pending
+        if head in (QUERY, FUNCTION, SYNC):
+            return  # the ReadyForQuery that follows ends it
+        # Extended protocol: Postgres skips to the next Sync.
+        while pending and pending[0][0] != SYNC:
+            pending.popleft()
+
+    def _copy_in_started(self) -> None:
+        # Syncs the client pipelined behind the COPY are ignored by the server.
+        entries = list(self._pending)
+        kept = entries[:1]
+        ended = False
+        for entry in entries[1:]:
+            if not ended and entry[0] == SYNC:
+                continue
+            if not ended and entry[0] == COPY_END:
+                ended = True
+                continue
+            kept.append(entry)
+        self._pending = deque(kept)
+        if not ended:
+            self._copy_in_syncs_ignored = True
+
+    # -- pgseal's own errors -------------------------------------------------------
+    def refuse(self, error: bytes, *, simple_query: bool) -> None:
+        """Answer the current message with ``error`` at the right place.
+
+        Extended protocol: the client's messages up to Sync are dropped, as
+        Postgres drops them after an error. Simple Query: the error is followed
+        by a ReadyForQuery of pgseal's own.
+        """
+        self._pending.append((LOCAL_ERROR, (error, simple_query)))
+        if not simple_query:
+            self._skipping = True
+        if self._pending[0][0] == LOCAL_ERROR:
+            self._flush_local_errors()
+
+    def _flush_local_errors(self) -> None:
+        pending = self._pending
+        while pending and pending[0][0] == LOCAL_ERROR:
+            _, payload = pending.popleft()
+            error, simple_query = cast(tuple[bytes, bool], payload)
+            self.to_client.append(error)
+            if simple_query:
+                self.to_client.append(codec.ready_for_query(self.txn_status))
+
+    # -- endings -------------------------------------------------------------------
+    def server_closed(self) -> None:
+        """The upstream connection is gone."""
+        if self.phase is Phase.CLOSED:
+            return
+        self._fatal(
+            "08006",
+            "pgseal: lost the connection to the database server",
+            hint="The server closed the connection or was restarted; reconnect.",
+        )
+
+    def shutdown(self) -> None:
+        """pgseal is stopping: tell the client the way Postgres does."""
+        self._fatal("57P01", "terminating connection due to administrator command")
+
+    def idle_timeout(self) -> None:
+        self._fatal("57P05", "terminating connection due to idle-session timeout")
+
+    def _fatal(self, code: str, msg: str, hint: str | None = None) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        self.to_client.append(codec.encode_error(code, msg, severity="FATAL", hint=hint))
+        self._close(msg)
+
+    def _close(self, reason: str) -> None:
+        self.phase = Phase.CLOSED
+        self._pending.clear()
+        self.actions.append(Close(reason))
+
+
+def _cstr_at(buf: bytes, start: int, end: int) -> str:
+    nul = buf.find(b"\x00", start, end)
+    if nul < 0:
+        raise ProtocolViolation("string is not NUL-terminated")
+    return buf[start:nul].decode(errors="surrogateescape")
+
+
+def _two_cstrs(buf: bytes, start: int, end: int) -> tuple[str, str]:
+    first = buf.find(b"\x00", start, end)
+    second = buf.find(b"\x00", first + 1, end) if first >= 0 else -1
+    if second < 0:
+        raise ProtocolViolation("string is not NUL-terminated")
+    return (
+        buf[start:first].decode(errors="surrogateescape"),
+        buf[first + 1 : second].decode(errors="surrogateescape"),
+    )
