@@ -29,12 +29,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from crypto.errors import CryptoError
 from proxy import codec
+from proxy.encryption import Encryption
 from proxy.session import (
     Close,
     ConnectUpstream,
     ForwardCancel,
+    LoadKeys,
     Phase,
+    RefreshCatalog,
     RegisterCancelKey,
     Session,
     SessionLimits,
@@ -110,8 +114,10 @@ class _CancelTarget:
 class Proxy:
     """Listening socket, live connections and the cancel-key map."""
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, encryption: Encryption | None = None) -> None:
         self.settings = settings
+        self.encryption = encryption
+        self._catalog_refresh: asyncio.Task[None] | None = None
         self.connections: set[ClientConnection] = set()
         self.cancel_keys: dict[int, _CancelTarget] = {}
         self.client_tls = self._client_tls_context()
@@ -217,6 +223,22 @@ class Proxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)
+
+    def refresh_catalog(self) -> None:
+        """Re-read the catalog map soon (DDL on a configured table went through)."""
+        encryption = self.encryption
+        if encryption is None or (self._catalog_refresh and not self._catalog_refresh.done()):
+            return
+
+        async def refresh() -> None:
+            try:
+                await encryption.refresh_catalog()
+                log.info("catalog map refreshed after DDL")
+            except Exception as exc:
+                # Keep the old map: values stay recognised by the OIDs known so far.
+                log.error("catalog map refresh failed: %s", exc)
+
+        self._catalog_refresh = asyncio.ensure_future(refresh())
 
     def spawn(self, coro: Coroutine[object, object, object]) -> None:
         task: asyncio.Task[object] = asyncio.ensure_future(coro)
@@ -434,6 +456,7 @@ class ClientConnection(asyncio.Protocol):
             tls_required=s.tls_client == "require" and proxy.client_tls is not None,
         )
         self.session.client_tls = direct_tls
+        self.session.encryption = proxy.encryption
         self.over_limit = over_limit
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamConnection | None = None
@@ -518,8 +541,31 @@ class ClientConnection(asyncio.Protocol):
             self.proxy.spawn(self._start_tls())
         elif isinstance(action, ForwardCancel):
             self.proxy.spawn(self.proxy.forward_cancel(action))
+        elif isinstance(action, LoadKeys):
+            self.proxy.spawn(self._load_keys(action))
+        elif isinstance(action, RefreshCatalog):
+            self.proxy.refresh_catalog()
         elif isinstance(action, Close):
             self.close()
+
+    async def _load_keys(self, action: LoadKeys) -> None:
+        encryption = self.proxy.encryption
+        assert encryption is not None
+        try:
+            await encryption.load_keys(action.need)
+        except CryptoError as exc:
+            self.session.keys_failed(codec.encode_error(exc.sqlstate, f"pgseal: {exc}"))
+        except Exception as exc:  # the message must fail, never hang
+            log.error("loading keys failed: %s", type(exc).__name__)
+            self.session.keys_failed(
+                codec.encode_error(
+                    "58000",
+                    "pgseal: the key store is unreachable; encrypted values cannot be used now",
+                )
+            )
+        else:
+            self.session.keys_loaded()
+        self.pump()
 
     def _log_open(self, action: ConnectUpstream) -> None:
         log.info(
@@ -661,9 +707,10 @@ async def serve(
     started: Callable[[Proxy], None] | None = None,
     stop: asyncio.Event | None = None,
     reload: Callable[[Proxy], None] | None = None,
+    encryption: Encryption | None = None,
 ) -> None:
     """Run a proxy until ``stop`` is set or SIGTERM/SIGINT arrives."""
-    proxy = Proxy(settings)
+    proxy = Proxy(settings, encryption)
     await proxy.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -712,10 +759,28 @@ def run(config: Config) -> int:
             shutdown_grace=new.shutdown_grace,
         )
         logging.getLogger("pgseal").setLevel(fresh.log_level.upper())
+        if proxy.encryption is not None:
+            proxy.spawn(proxy.encryption.reload_rules(fresh.rules))
+        elif fresh.rules.tables:
+            log.warning("encrypted tables were added: restart pgseal to start encrypting")
         log.info("configuration reloaded from %s", source)
 
+    async def main() -> None:
+        encryption = await Encryption.start(config) if config.rules.tables else None
+        if encryption is not None:
+            log.info(
+                "column encryption on: %d tables, %d columns",
+                len(config.rules.tables),
+                sum(len(t.columns) for t in config.rules.tables.values()),
+            )
+        try:
+            await serve(settings, reload=reload, encryption=encryption)
+        finally:
+            if encryption is not None:
+                await encryption.close()
+
     _install_uvloop()
-    asyncio.run(serve(settings, reload=reload))
+    asyncio.run(main())
     return 0
 
 

@@ -40,17 +40,23 @@ import re
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from proxy import codec
 from proxy.codec import ProtocolViolation
+from proxy.encryption import NO_PROTECTED, NeedKeys, PortalState, Refused
+
+if TYPE_CHECKING:
+    from proxy.encryption import Encryption, SessionCrypto
 
 __all__ = [
     "Action",
     "Close",
     "ConnectUpstream",
     "ForwardCancel",
+    "LoadKeys",
     "Phase",
+    "RefreshCatalog",
     "RegisterCancelKey",
     "Session",
     "SessionLimits",
@@ -100,7 +106,27 @@ class Close:
     reason: str
 
 
-Action = StartClientTLS | ConnectUpstream | ForwardCancel | RegisterCancelKey | Close
+@dataclass(frozen=True, slots=True)
+class LoadKeys:
+    """Load these keys into the cache, then call ``Session.keys_loaded``."""
+
+    need: NeedKeys
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshCatalog:
+    """DDL on a configured table went through: re-read the catalog map."""
+
+
+Action = (
+    StartClientTLS
+    | ConnectUpstream
+    | ForwardCancel
+    | RegisterCancelKey
+    | Close
+    | LoadKeys
+    | RefreshCatalog
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +142,9 @@ class SessionLimits:
 PARSE, BIND, DESCRIBE_S, DESCRIBE_P, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION = range(9)
 COPY_END = 9  # marker: the client ended a COPY here (no response of its own)
 LOCAL_ERROR = 10  # pgseal's own error, sent when it reaches the head of the queue
+# pgseal's own requests, whose answers the client never sees:
+INJECTED_DESCRIBE = 20  # Describe P before an Execute whose result shape is unknown
+INJECTED_ABORT = 21  # a failing statement that puts the server's transaction in 'E'
 
 _EXTENDED_DONE = {
     PARSE: frozenset(b"1"),
@@ -124,13 +153,24 @@ _EXTENDED_DONE = {
     DESCRIBE_S: frozenset(b"Tn"),
     DESCRIBE_P: frozenset(b"Tn"),
     EXECUTE: frozenset(b"CIs"),
+    INJECTED_DESCRIBE: frozenset(b"Tn"),
 }
+_T_ROW_DESCRIPTION = ord("T")
+_T_PARAMETER_DESCRIPTION = ord("t")
+_T_NO_DATA = ord("n")
+_T_COMMAND_COMPLETE = ord("C")
+# A statement that fails in any transaction, to align the server's transaction
+# state with an error pgseal reported (see ``_row_failed``).
+_ABORT_SQL = codec.message(
+    b"Q", b"SELECT pg_catalog.pgseal_transaction_aborted_after_a_decryption_error()\x00"
+)
 
 _T_DATA_ROW = ord("D")
 _T_ERROR = ord("E")
 _T_READY = ord("Z")
 _ASYNC = frozenset(b"NAS")  # notice, notification, parameter status: any time
 
+_CRYPT_CLIENT = frozenset(b"PBEDQC")  # Parse Bind Execute Describe Query Close
 _SQL_REGISTRY = re.compile(rb"(?i)\b(prepare|deallocate|discard)\b")
 _PREPARE = re.compile(r"(?is)^\s*prepare\s+(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DEALLOCATE = re.compile(r"(?is)^\s*deallocate\s+(?:prepare\s+)?(\"(?:[^\"]|\"\")+\"|[\w$]+)")
@@ -190,6 +230,13 @@ class Session:
         self._skipping = False
         self._copy_in_syncs_ignored = False
         self._pre_ready: list[bytes] = []
+        # Column encryption (None: pure pass-through).
+        self.encryption: Encryption | None = None
+        self.crypt: SessionCrypto | None = None
+        self._client_blocked = False
+        self._server_blocked = False
+        self._discarding = False
+        self._rolled_back = False
 
     # -- introspection ---------------------------------------------------------
     @property
@@ -211,7 +258,8 @@ class Session:
             if self.phase is Phase.STARTUP:
                 buf = self._client_startup(buf)
             elif self.phase is Phase.READY:
-                buf = self._client_messages(buf)
+                if not self._client_blocked:
+                    buf = self._client_messages(buf)
             elif self.phase is Phase.AUTH:
                 buf = self._client_auth(buf)
             # CONNECTING: keep buffering until the upstream is there.
@@ -250,6 +298,8 @@ class Session:
                 )
                 return b""
             self.startup = request
+            if self.encryption is not None:
+                self.crypt = self.encryption.session(request.params)
             self.phase = Phase.CONNECTING
             self.actions.append(ConnectUpstream(request))
         return buf
@@ -279,6 +329,7 @@ class Session:
         """Frame, track and forward client messages; one output chunk per call."""
         out = self.to_server
         pending = self._pending
+        crypt = self.crypt
         seg = 0  # start of the run of bytes forwarded unchanged
         last = 0
         for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
@@ -290,6 +341,27 @@ class Session:
                     seg = end
                     continue
                 self._skipping = False
+            if crypt is not None and kind in _CRYPT_CLIENT:
+                try:
+                    replacement = self._crypt_client(crypt, kind, buf, start, end)
+                except NeedKeys as need:
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    self._client_blocked = True
+                    self.actions.append(LoadKeys(need))
+                    return buf[start:]
+                except Refused as refused:
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    seg = end
+                    self.refuse(refused.error, simple_query=kind == 0x51)
+                    continue
+                if replacement is not None:
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    out.append(replacement)
+                    seg = end
+                continue
             if kind == 0x42:  # Bind
                 portal, statement = _two_cstrs(buf, start + 5, end)
                 self.portals[portal] = statement
@@ -338,6 +410,69 @@ class Session:
             out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
         return buf[last:]
 
+    def _crypt_client(
+        self, crypt: SessionCrypto, kind: int, buf: bytes, start: int, end: int
+    ) -> bytes | None:
+        """Parse/Bind/Execute/Describe/Query/Close with column encryption on.
+
+        Returns the message to send instead (None: the original); raises
+        ``NeedKeys`` (nothing recorded yet) or ``Refused``.
+        """
+        pending = self._pending
+        body = buf[start + 5 : end]
+        if kind == 0x50:  # Parse
+            parse = codec.decode_parse(body)
+            replacement = crypt.parse(parse)
+            self.statements[parse.name] = PreparedStatement(parse.query, parse.param_types)
+            pending.append((PARSE, parse.name))
+            return replacement
+        if kind == 0x42:  # Bind
+            replacement, state = crypt.bind(body)
+            self.portals[state.portal] = state.statement
+            pending.append((BIND, state.portal))
+            return replacement
+        if kind == 0x45:  # Execute
+            name = _cstr_at(buf, start + 5, end)
+            found = crypt.portals.get(name)
+            if found is None:
+                found = crypt.portals[name] = PortalState(name)
+            state = found
+            pending.append((EXECUTE, state))
+            if state.columns is None and not state.injected_describe:
+                # The result's shape is unknown (the client never described
+                # it): ask Postgres first, so no protected value slips through.
+                state.injected_describe = True
+                pending.insert(len(pending) - 1, (INJECTED_DESCRIBE, state))
+                return codec.describe("P", name) + buf[start:end]
+            return None
+        if kind == 0x44:  # Describe
+            describe = codec.decode_describe(body)
+            if describe.kind == "S":
+                pending.append((DESCRIBE_S, describe.name))
+            else:
+                found = crypt.portals.get(describe.name)
+                if found is None:
+                    found = crypt.portals[describe.name] = PortalState(describe.name)
+                pending.append((DESCRIBE_P, found))
+            return None
+        if kind == 0x51:  # Query
+            sql = codec.decode_query(body)
+            replacement = crypt.query(sql)
+            if _SQL_REGISTRY.search(body):
+                self._track_sql_registry(sql)
+            pending.append((QUERY, PortalState()))
+            return replacement
+        # Close
+        close = codec.decode_close(body)
+        if close.kind == "S":
+            self.statements.pop(close.name, None)
+            crypt.forget_statement(close.name)
+        else:
+            self.portals.pop(close.name, None)
+            crypt.portals.pop(close.name, None)
+        pending.append((CLOSE, close.name))
+        return None
+
     def _track_sql_registry(self, sql: str) -> None:
         # Only the first statement of a Query string is cheap to attribute;
         # drivers send PREPARE/DEALLOCATE/DISCARD on their own.
@@ -359,6 +494,8 @@ class Session:
     def _drop_sql_statements(self, *, protocol_too: bool) -> None:
         if protocol_too:
             self.statements.clear()
+            if self.crypt is not None:
+                self.crypt.forget_all_statements()
         else:
             self.statements = {k: v for k, v in self.statements.items() if not v.sql_level}
 
@@ -379,7 +516,10 @@ class Session:
         buf = self._sbuf + data if self._sbuf else data
         try:
             if self.phase is Phase.READY:
-                buf = self._server_messages(buf)
+                if self.crypt is None:
+                    buf = self._server_messages(buf)
+                elif not self._server_blocked:
+                    buf = self._server_messages_crypt(buf)
             else:
                 buf = self._server_auth(buf)
         except ProtocolViolation as exc:
@@ -422,7 +562,11 @@ class Session:
                 if self._cbuf:
                     pending, self._cbuf = self._cbuf, b""
                     self.client_data(pending)
-                return self._server_messages(rest) if rest else rest
+                if not rest:
+                    return rest
+                if self.crypt is None:
+                    return self._server_messages(rest)
+                return self._server_messages_crypt(rest)
             if kind == _T_ERROR:
                 # A FATAL during startup/auth: the server closes; so do we
                 # once the error is delivered.
@@ -479,6 +623,161 @@ class Session:
         if last > seg:
             out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
         return buf[last:]
+
+    def _server_messages_crypt(self, buf: bytes) -> bytes:
+        """``_server_messages`` with column encryption: results are rewritten."""
+        crypt = self.crypt
+        assert crypt is not None
+        out = self.to_client
+        pending = self._pending
+        seg = 0
+        last = 0
+        for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
+            last = end
+            if kind in _ASYNC:
+                if kind == 0x53:
+                    self._note_parameter(buf[start + 5 : end])
+                continue
+            replacement: bytes | None = None
+            swallow = self._discarding
+            if kind == _T_DATA_ROW:
+                if not swallow and pending:
+                    state = pending[0][1]
+                    if (
+                        isinstance(state, PortalState)
+                        and state.columns is not None
+                        and state.columns.protected
+                    ):
+                        try:
+                            replacement = crypt.data_row(buf[start + 5 : end], state)
+                        except NeedKeys as need:
+                            if start > seg:
+                                out.append(buf[seg:start])
+                            self._server_blocked = True
+                            self.actions.append(LoadKeys(need))
+                            return buf[start:]
+                        except Refused as refused:
+                            if start > seg:
+                                out.append(buf[seg:start])
+                            seg = end
+                            self._row_failed(refused.error)
+                            continue
+            elif pending:
+                head, payload = pending[0]
+                if head in (INJECTED_DESCRIBE, INJECTED_ABORT):
+                    swallow = True
+                if kind == _T_ERROR:
+                    if head != INJECTED_ABORT:
+                        self._server_error(head)
+                elif kind == _T_READY:
+                    status = chr(buf[start + 5])
+                    self.txn_status = status
+                    pending.popleft()
+                    if head != INJECTED_ABORT:
+                        if status == "I":
+                            self.portals.clear()
+                            crypt.transaction_ended(self._rolled_back)
+                            if crypt.catalog_stale:
+                                crypt.catalog_stale = False
+                                self.actions.append(RefreshCatalog())
+                        self._rolled_back = False
+                        if self._discarding:
+                            self._discarding = False
+                            swallow = False
+                            if status == "T":
+                                # The client saw an error: its transaction must
+                                # fail on the server too, not commit later.
+                                self.to_server.append(_ABORT_SQL)
+                                pending.append((INJECTED_ABORT, None))
+                                self.txn_status = "E"
+                                replacement = codec.READY_FAILED
+                elif kind == _T_ROW_DESCRIPTION:
+                    body = buf[start + 5 : end]
+                    replacement, columns, formats = crypt.row_description(body)
+                    if head == DESCRIBE_S:
+                        described = crypt.statements.get(cast(str, payload))
+                        if described is not None:
+                            described.columns = columns
+                    elif isinstance(payload, PortalState):
+                        payload.columns = columns
+                        if head == QUERY:
+                            payload.result_formats = formats
+                        else:
+                            described = crypt.statements.get(payload.statement)
+                            if described is not None and described.columns is None:
+                                described.columns = columns
+                    if head in _EXTENDED_DONE:
+                        pending.popleft()
+                elif kind == _T_PARAMETER_DESCRIPTION:
+                    if head == DESCRIBE_S:
+                        replacement = crypt.parameter_description(
+                            buf[start + 5 : end], cast(str, payload)
+                        )
+                elif kind == _T_NO_DATA:
+                    if isinstance(payload, PortalState):
+                        payload.columns = NO_PROTECTED
+                    elif head == DESCRIBE_S:
+                        described = crypt.statements.get(cast(str, payload))
+                        if described is not None:
+                            described.columns = NO_PROTECTED
+                    if head in _EXTENDED_DONE:
+                        pending.popleft()
+                elif head in _EXTENDED_DONE:
+                    if kind in _EXTENDED_DONE[head]:
+                        pending.popleft()
+                    elif kind == 0x47:  # CopyInResponse
+                        self._copy_in_started()
+                elif kind == 0x47:
+                    self._copy_in_started()
+                if kind == _T_COMMAND_COMPLETE and buf[start + 5 : start + 13] == b"ROLLBACK":
+                    self._rolled_back = True
+            if swallow or replacement is not None:
+                if start > seg:
+                    out.append(buf[seg:start])
+                if replacement is not None and not swallow:
+                    out.append(replacement)
+                seg = end
+            if pending and COPY_END <= pending[0][0] <= LOCAL_ERROR:
+                if pending[0][0] == COPY_END:
+                    pending.popleft()
+                if pending and pending[0][0] == LOCAL_ERROR:
+                    if end > seg:
+                        out.append(buf[seg:end])
+                    seg = end
+                    self._flush_local_errors()
+        if last > seg:
+            out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
+        return buf[last:]
+
+    def _row_failed(self, error: bytes) -> None:
+        """A result value could not be opened: error now, the rest up to ReadyForQuery dropped."""
+        self.to_client.append(error)
+        self._discarding = True
+
+    # -- key loading (adapter callbacks) -------------------------------------------------
+    def keys_loaded(self) -> None:
+        """The keys of the last ``LoadKeys`` are cached: go on where we stopped."""
+        client, server = self._client_blocked, self._server_blocked
+        self._client_blocked = self._server_blocked = False
+        if server:
+            self.server_data(b"")
+        if client:
+            self.client_data(b"")
+
+    def keys_failed(self, error: bytes) -> None:
+        """The keys could not be loaded: the waiting message fails with ``error``."""
+        client, server = self._client_blocked, self._server_blocked
+        self._client_blocked = self._server_blocked = False
+        if server:
+            self._row_failed(error)
+            self.server_data(b"")
+        if client and self._cbuf:
+            buf = self._cbuf
+            for kind, _start, end in codec.frames(buf, 0, self.limits.max_message_size):
+                self._cbuf = buf[end:]
+                self.refuse(error, simple_query=kind == 0x51)
+                break
+            self.client_data(b"")
 
     def _server_error(self, head: int) -> None:
         pending = self._pending

@@ -62,7 +62,13 @@ from rules.plan_types import (
     TenantLiteral,
     TenantSource,
 )
-from rules.prefilter import Prefilter, leading_words, split_statements, strip_comments
+from rules.prefilter import (
+    Prefilter,
+    leading_words,
+    space_parameters,
+    split_statements,
+    strip_comments,
+)
 from rules.rewrite import apply_rewrites, make_identifier
 
 __all__ = [
@@ -373,7 +379,9 @@ class _StatementPlanner:
 
     def parse(self, text: str, tables: list[ProtectedTable]) -> exp.Expr:
         try:
-            trees = [t for t in sqlglot.parse(text, read="postgres") if t is not None]
+            trees = [
+                t for t in sqlglot.parse(space_parameters(text), read="postgres") if t is not None
+            ]
         except SqlglotError:
             trees = []
         if len(trees) != 1 or not isinstance(

@@ -99,6 +99,54 @@ def split_statements(sql: str) -> list[StatementSpan]:
     return spans
 
 
+def space_parameters(sql: str) -> str:
+    """Put a blank after every ``$n`` parameter that another token follows directly.
+
+    sqlglot's tokenizer reads ``$1,$2`` (or ``$1+$2``) as the start of a
+    dollar-quoted string; Postgres does not (a dollar-quote tag cannot start
+    with a digit). Quoted text and comments are left alone, so the statement
+    means exactly what it meant.
+
+    >>> space_parameters("VALUES ($1,$2,'$3,$4')")
+    "VALUES ($1 ,$2 ,'$3,$4')"
+    """
+    if "$" not in sql:
+        return sql
+    out: list[str] = []
+    i = 0
+    last = 0
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":
+            i = _skip_quoted(sql, i, c)
+        elif c == "-" and sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif c == "/" and sql.startswith("/*", i):
+            i = _skip_block_comment(sql, i)
+        elif c == "$":
+            param = _PARAM.match(sql, i)
+            if param is not None and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+                end = param.end()
+                if end < n and not sql[end].isspace():
+                    out.append(sql[last:end])
+                    out.append(" ")
+                    last = end
+                i = end
+            else:
+                i = _skip_dollar(sql, i)
+        else:
+            i += 1
+    if not out:
+        return sql
+    out.append(sql[last:])
+    return "".join(out)
+
+
+_PARAM = re.compile(r"\$\d+")
+
+
 def _append_span(spans: list[StatementSpan], sql: str, start: int, end: int) -> None:
     text = sql[start:end]
     if strip_comments(text).strip():

@@ -1,0 +1,828 @@
+"""Column encryption in the protocol stream: the session's hooks into rules and crypto.
+
+The session (``proxy.session``) stays a byte relay; when column rules are
+configured it calls the hooks of one :class:`SessionCrypto` per connection at
+the few messages that carry SQL or protected values:
+
+client -> server
+    ``Parse``   the SQL is planned (``rules.plan_cache``): passed through, refused,
+                or replaced by the rewritten SQL with its added parameters.
+    ``Bind``    parameters of protected columns are sealed, blind indexes computed
+                and appended; the client's parameter count never changes.
+    ``Query``   refused, or literals of protected columns sealed into the text.
+server -> client
+    ``ParameterDescription``  added parameters hidden, logical types reported.
+    ``RowDescription``        protected fields (table OID + attnum, from the
+                              catalog map) get their logical type.
+    ``DataRow``               protected values opened and encoded in the format
+                              the client asked for.
+
+Every hook is synchronous and uses only cached keys. When a key is not cached it
+raises :class:`NeedKeys`; the session stops at that message, the server loads
+the keys (one round trip) and the session goes on from the same message. What
+cannot be done safely raises :class:`Refused` with the ErrorResponse to send;
+nothing of that statement reaches Postgres.
+
+Process-wide state (planner, catalog map, key cache) lives in :class:`Encryption`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from crypto.envelope import dearmor, is_armored, is_envelope, peek_key_id
+from crypto.errors import CryptoError
+from proxy import codec
+from proxy.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
+from rules.catalog import CatalogMap, load_catalog
+from rules.model import ProtectedColumn, Rules
+from rules.plan_cache import Planner
+from rules.plan_types import (
+    BindAction,
+    BlindIndex,
+    BlindIndexArray,
+    ClientParam,
+    ClientParamArray,
+    Literal,
+    PassThrough,
+    Plan,
+    Refuse,
+    Rewrite,
+    Seal,
+    SessionTenant,
+    Slot,
+    StatementInfo,
+    TenantCommand,
+    TenantFromParam,
+    TenantLiteral,
+    TenantSource,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from crypto.field import FieldCrypto
+    from rules.config import Config
+
+__all__ = [
+    "Encryption",
+    "NeedKeys",
+    "PortalState",
+    "Refused",
+    "RowColumns",
+    "SessionCrypto",
+]
+
+log = logging.getLogger("pgseal.encryption")
+
+_OID_TO_LOGICAL: Final = {oid: name for name, oid in LOGICAL_TYPE_OIDS.items()}
+_ARRAY_OID: Final = {
+    name: codec_for(name).array_oid for name in LOGICAL_TYPE_OIDS if name != "varchar"
+} | {"varchar": 1015}
+_TENANT_TYPES: Final = frozenset({"integer", "bigint", "smallint", "uuid", "text", "varchar"})
+_BYTEA_ARRAY_HEADER_OID: Final = 17
+
+
+class Refused(Exception):
+    """The message cannot be relayed safely; ``error`` is the ErrorResponse to send."""
+
+    def __init__(self, error: bytes) -> None:
+        super().__init__("refused")
+        self.error = error
+
+
+class NeedKeys(Exception):
+    """Keys that are not in the cache; load them and retry the same message."""
+
+    def __init__(
+        self, tenants: frozenset[str] = frozenset(), key_ids: frozenset[int] = frozenset()
+    ) -> None:
+        super().__init__("keys needed")
+        self.tenants = tenants
+        self.key_ids = key_ids
+
+
+def refusal(message: str, hint: str | None = None, sqlstate: str = "0A000") -> Refused:
+    return Refused(codec.encode_error(sqlstate, message, hint=hint))
+
+
+def crypto_refusal(exc: CryptoError) -> Refused:
+    return Refused(codec.encode_error(exc.sqlstate, f"pgseal: {exc}"))
+
+
+def column_codec(column: ProtectedColumn) -> ValueCodec:
+    if column.logical_type == "varchar" and column.type_modifier:
+        return codec_for(f"varchar({column.type_modifier})")
+    return codec_for(column.logical_type)
+
+
+# --- result shapes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RowColumns:
+    """The protected fields of a result: (field index, column, codec)."""
+
+    count: int
+    protected: tuple[tuple[int, ProtectedColumn, ValueCodec], ...]
+
+
+NO_PROTECTED: Final = RowColumns(0, ())
+
+
+@dataclass(slots=True)
+class PortalState:
+    """What the session knows about one portal's (or one Query's) result rows."""
+
+    portal: str = ""
+    statement: str = ""
+    columns: RowColumns | None = None  # None: not described yet
+    result_formats: tuple[int, ...] = ()
+    injected_describe: bool = False
+
+    def format_of(self, index: int) -> int:
+        formats = self.result_formats
+        if not formats:
+            return 0
+        return formats[0] if len(formats) == 1 else formats[index]
+
+
+@dataclass(slots=True)
+class StatementCrypto:
+    """Per prepared statement: its plan and what Describe told about it."""
+
+    plan: Plan
+    client_types: tuple[int, ...] = ()
+    server_types: tuple[int, ...] = ()
+    columns: RowColumns | None = None
+
+
+# --- the process-wide part ----------------------------------------------------------
+
+
+class Encryption:
+    """Rules, planner, catalog map and field crypto shared by every session."""
+
+    def __init__(
+        self,
+        rules: Rules,
+        crypto: FieldCrypto,
+        catalog: CatalogMap,
+        *,
+        service_dsn: str,
+        plan_cache_size: int = 10_000,
+    ) -> None:
+        self.rules = rules
+        self.crypto = crypto
+        self.catalog = catalog
+        self.planner = Planner(rules, plan_cache_size)
+        self.service_dsn = service_dsn
+        self.refusals = 0
+        self.rows_opened = 0
+
+    @classmethod
+    async def start(cls, config: Config) -> Encryption:
+        """Connect the key store and read the catalog; raises on any mismatch."""
+        import asyncpg
+
+        from crypto.field import FieldCrypto
+        from crypto.master import load_master_keys
+
+        if config.service_dsn is None:
+            raise ValueError("encrypted tables need service_dsn (pgseal's own connection)")
+        masters = load_master_keys(config.master_keys)
+        crypto = await FieldCrypto.connect(
+            config.service_dsn,
+            masters,
+            ttl_seconds=config.key_cache.ttl_seconds,
+            max_keys=config.key_cache.max_keys,
+        )
+        try:
+            connection = await asyncpg.connect(config.service_dsn)
+            try:
+                catalog = await load_catalog(connection, config.rules)
+            finally:
+                await connection.close()
+        except BaseException:
+            await crypto.close()
+            raise
+        return cls(
+            config.rules,
+            crypto,
+            catalog,
+            service_dsn=config.service_dsn,
+            plan_cache_size=config.plan_cache_size,
+        )
+
+    async def refresh_catalog(self) -> None:
+        """Re-read OIDs and attnums (after DDL seen through the proxy)."""
+        import asyncpg
+
+        connection: asyncpg.Connection[Any] = await asyncpg.connect(self.service_dsn)
+        try:
+            self.catalog = await load_catalog(connection, self.rules)
+        finally:
+            await connection.close()
+
+    async def reload_rules(self, rules: Rules) -> None:
+        """New column rules (SIGHUP): the catalog is read first; on error nothing changes.
+
+        Statements prepared before keep their plans; new ones use the new rules.
+        """
+        import asyncpg
+
+        if rules == self.rules:
+            return
+        try:
+            connection: asyncpg.Connection[Any] = await asyncpg.connect(self.service_dsn)
+            try:
+                catalog = await load_catalog(connection, rules)
+            finally:
+                await connection.close()
+        except Exception as exc:
+            log.error("new column rules not applied, keeping the running ones: %s", exc)
+            return
+        self.rules, self.catalog = rules, catalog
+        self.planner = Planner(rules, self.planner.cache.maxsize)
+        log.info("column rules reloaded: %d tables", len(rules.tables))
+
+    async def load_keys(self, need: NeedKeys) -> None:
+        for tenant in sorted(need.tenants):
+            await self.crypto.prefetch_tenant(tenant)
+        if need.key_ids:
+            await self.crypto.prefetch(need.key_ids)
+
+    async def close(self) -> None:
+        await self.crypto.close()
+
+    def session(self, startup_params: dict[str, str]) -> SessionCrypto:
+        return SessionCrypto(self, _startup_tenant(startup_params))
+
+
+def _startup_tenant(params: dict[str, str]) -> str | None:
+    """``-c pgseal.tenant=X`` in ``options``, or a ``pgseal.tenant`` startup parameter."""
+    tenant = params.get("pgseal.tenant")
+    options = params.get("options", "")
+    words = options.replace("\\ ", "\x00").split()
+    for i, word in enumerate(words):
+        word = word.replace("\x00", " ")
+        if word == "-c" and i + 1 < len(words):
+            word = "--" + words[i + 1].replace("\x00", " ")
+        elif word.startswith("-c"):
+            word = "--" + word[2:]
+        if word.startswith("--pgseal.tenant="):
+            tenant = word.split("=", 1)[1]
+    return tenant or None
+
+
+# --- one session's part -------------------------------------------------------------
+
+
+class SessionCrypto:
+    """One connection's encryption state: tenant, statement plans, portal shapes."""
+
+    def __init__(self, encryption: Encryption, default_tenant: str | None) -> None:
+        self.enc = encryption
+        self.default_tenant = default_tenant
+        self.session_tenant = default_tenant
+        self.local_tenant: str | None = None
+        self.local_set = False
+        self._tenant_at_block_start = default_tenant
+        self.statements: dict[str, StatementCrypto] = {}
+        self.portals: dict[str, PortalState] = {}
+        self.catalog_stale = False
+
+    # -- tenant --------------------------------------------------------------------
+    @property
+    def tenant(self) -> str | None:
+        return self.local_tenant if self.local_set else self.session_tenant
+
+    def _apply_tenant(self, command: TenantCommand) -> None:
+        if command.local:
+            self.local_tenant = command.value
+            self.local_set = True
+        else:
+            self.session_tenant = self.default_tenant if command.value is None else command.value
+            if command.value is None:
+                self.local_set = False
+
+    def _apply_statements(self, statements: Sequence[StatementInfo]) -> None:
+        for info in statements:
+            if info.tenant_command is not None:
+                self._apply_tenant(info.tenant_command)
+            if info.is_ddl:
+                self.catalog_stale = True
+
+    def transaction_ended(self, rolled_back: bool) -> None:
+        """ReadyForQuery 'I': SET LOCAL ends; a rolled-back SET is undone."""
+        self.local_set = False
+        self.local_tenant = None
+        if rolled_back:
+            self.session_tenant = self._tenant_at_block_start
+        self._tenant_at_block_start = self.session_tenant
+        self.portals.clear()
+
+    # -- client messages -----------------------------------------------------------
+    def parse(self, parse: codec.Parse) -> bytes | None:
+        """Plan a Parse; the new message, or None to forward it unchanged."""
+        plan = self.enc.planner.plan(parse.query, len(parse.param_types))
+        if isinstance(plan, Refuse):
+            self.enc.refusals += 1
+            raise refusal(plan.message, plan.hint, plan.sqlstate)
+        statements = _statements_of(plan)
+        self._check_tenant_required(statements)
+        if any(info.copy is not None for info in statements):
+            raise _copy_refusal(statements)
+        self._apply_statements(statements)
+        self.statements[parse.name] = StatementCrypto(plan, parse.param_types)
+        if not isinstance(plan, Rewrite):
+            return None
+        return codec.encode_parse(parse.name, plan.sql_extended, plan.parse_oids(parse.param_types))
+
+    def forget_statement(self, name: str) -> None:
+        self.statements.pop(name, None)
+
+    def forget_all_statements(self) -> None:
+        self.statements.clear()
+
+    def bind(self, body: bytes) -> tuple[bytes | None, PortalState]:
+        """Seal a Bind's parameters; the new message (or None) and the portal state."""
+        bind = codec.decode_bind(body)
+        stmt = self.statements.get(bind.statement)
+        portal = PortalState(bind.portal, bind.statement, result_formats=tuple(bind.result_formats))
+        if stmt is not None:
+            portal.columns = stmt.columns
+        self.portals[bind.portal] = portal
+        if stmt is None or not isinstance(stmt.plan, Rewrite):
+            return None, portal
+        return self._bind_rewrite(bind, stmt, stmt.plan), portal
+
+    def _bind_rewrite(self, bind: codec.Bind, stmt: StatementCrypto, plan: Rewrite) -> bytes:
+        if len(bind.params) != plan.client_param_count:
+            raise refusal(
+                f"bind message supplies {len(bind.params)} parameters, but prepared "
+                f'statement "{bind.statement}" requires {plan.client_param_count}',
+                sqlstate="08P01",
+            )
+        need_tenants: set[str] = set()
+        need_keys: set[int] = set()
+        values: list[bytes | None] = list(bind.params)
+        formats = [bind.param_format(i) for i in range(len(values))]
+        for p in plan.params:
+            i = p.index - 1
+            if p.action is BindAction.REPLACE_WITH_NULL:
+                values[i] = None
+            elif p.action is BindAction.SEAL and bind.params[i] is not None:
+                assert p.column is not None
+                assert p.tenant is not None
+                tenant = self._tenant(p.tenant, bind, stmt, p.column)
+                try:
+                    values[i] = self._seal_param(
+                        p.column, tenant, bind.params[i] or b"", formats[i], stmt, i
+                    )
+                except NeedKeys as exc:
+                    need_tenants |= exc.tenants
+                    need_keys |= exc.key_ids
+                    continue
+                formats[i] = 1
+        added: list[bytes | None] = []
+        for slot in plan.slots:
+            try:
+                added.append(self._slot_value(slot, bind, stmt))
+            except NeedKeys as exc:
+                need_tenants |= exc.tenants
+                need_keys |= exc.key_ids
+        if need_tenants or need_keys:
+            raise NeedKeys(frozenset(need_tenants), frozenset(need_keys))
+        return codec.encode_bind(
+            bind.portal,
+            bind.statement,
+            [*formats, *([1] * len(added))],
+            [*values, *added],
+            bind.result_formats,
+        )
+
+    def query(self, sql: str) -> bytes | None:
+        """Plan a simple Query; the new message, or None to forward it unchanged."""
+        plan = self.enc.planner.plan(sql, 0)
+        if isinstance(plan, Refuse):
+            self.enc.refusals += 1
+            raise refusal(plan.message, plan.hint, plan.sqlstate)
+        statements = _statements_of(plan)
+        self._check_tenant_required(statements)
+        if any(info.copy is not None for info in statements):
+            raise _copy_refusal(statements)
+        if not isinstance(plan, Rewrite):
+            self._apply_statements(statements)
+            return None
+        values: list[bytes | None] = []
+        need_tenants: set[str] = set()
+        for slot in plan.slots:
+            try:
+                values.append(self._slot_value(slot, None, None))
+            except NeedKeys as exc:
+                need_tenants |= exc.tenants
+        if need_tenants:
+            raise NeedKeys(frozenset(need_tenants))
+        self._apply_statements(statements)
+        return codec.message(b"Q", plan.render_simple(values).encode() + b"\x00")
+
+    def _check_tenant_required(self, statements: Sequence[StatementInfo]) -> None:
+        if not self.enc.rules.require_tenant or self.tenant is not None:
+            return
+        for info in statements:
+            if info.tables:
+                raise refusal(
+                    f"pgseal: {sorted(info.tables)[0]} needs a business: this session has "
+                    "no tenant (require_tenant is on)",
+                    "SET pgseal.tenant = '<business id>' first",
+                    sqlstate="42501",
+                )
+
+    # -- values ----------------------------------------------------------------------
+    def _tenant(
+        self,
+        source: TenantSource,
+        bind: codec.Bind | None,
+        stmt: StatementCrypto | None,
+        column: ProtectedColumn,
+    ) -> str:
+        if isinstance(source, TenantLiteral):
+            tenant: str | None = source.value
+        elif isinstance(source, TenantFromParam):
+            assert bind is not None
+            assert stmt is not None
+            tenant = self._tenant_param(bind, stmt, source.index - 1, column)
+        else:
+            assert isinstance(source, SessionTenant)
+            tenant = self.tenant
+            if tenant is None:
+                raise refusal(
+                    f"pgseal: cannot tell which business owns this write to {column.qualified}",
+                    "set the tenant column in the statement, or SET pgseal.tenant = "
+                    "'<business id>' for the session",
+                    sqlstate="42501",
+                )
+        assert tenant is not None
+        session = self.tenant
+        if session is not None and tenant != session:
+            raise refusal(
+                f"pgseal: this session belongs to another business than the one this "
+                f"statement uses for {column.qualified}",
+                sqlstate="42501",
+            )
+        return tenant
+
+    def _tenant_param(
+        self, bind: codec.Bind, stmt: StatementCrypto, i: int, column: ProtectedColumn
+    ) -> str:
+        data = bind.params[i] if i < len(bind.params) else None
+        if data is None:
+            raise refusal(
+                f"pgseal: the business (tenant column) of this write to {column.qualified} is NULL",
+                sqlstate="23502",
+            )
+        fmt = bind.param_format(i)
+        oid = _declared(stmt.client_types, i) or _declared(stmt.server_types, i)
+        if not oid:
+            info = self.enc.catalog.tables.get(f"{column.schema}.{column.table}")
+            oid = info.tenant_type_oid if info else 0
+        logical = _OID_TO_LOGICAL.get(oid)
+        try:
+            if logical in _TENANT_TYPES:
+                assert logical is not None
+                return codec_for(logical).to_canonical(data, fmt).decode()
+            if fmt == 0:
+                return data.decode()
+        except (ValueFormatError, UnicodeDecodeError) as exc:
+            raise refusal(
+                f"pgseal: invalid business id for {column.qualified}: {exc}", sqlstate="22P02"
+            ) from None
+        raise refusal(
+            f"pgseal: cannot read the business id of this write to {column.qualified} "
+            "in binary format",
+            "send the tenant column as text, integer or uuid",
+        )
+
+    def _canonical_param(
+        self, column: ProtectedColumn, data: bytes, fmt: int, stmt: StatementCrypto | None, i: int
+    ) -> bytes:
+        target = column_codec(column)
+        try:
+            declared = _declared(stmt.client_types, i) if stmt is not None else 0
+            if fmt == 1 and declared and declared != target.oid and declared in _OID_TO_LOGICAL:
+                text = codec_for(_OID_TO_LOGICAL[declared]).to_canonical(data, 1)
+                return target.to_canonical(text, 0)
+            return target.to_canonical(data, fmt)
+        except ValueFormatError as exc:
+            raise refusal(
+                f"pgseal: invalid value for encrypted column {column.qualified}: {exc}",
+                sqlstate=exc.sqlstate,
+            ) from None
+
+    def _seal_param(
+        self,
+        column: ProtectedColumn,
+        tenant: str,
+        data: bytes,
+        fmt: int,
+        stmt: StatementCrypto | None,
+        i: int,
+    ) -> bytes:
+        existing = self._existing_envelope(column, tenant, data, fmt)
+        if existing is not None:
+            return _stored(column, existing)
+        canonical = self._canonical_param(column, data, fmt, stmt, i)
+        return _stored(column, self._seal(column, tenant, canonical))
+
+    def _existing_envelope(
+        self, column: ProtectedColumn, tenant: str, data: bytes, fmt: int
+    ) -> bytes | None:
+        """``data`` if it is an envelope that really opens as this column's, for ``tenant``."""
+        candidate: bytes | None = None
+        if is_armored(data):
+            try:
+                candidate = dearmor(data, column.qualified)
+            except CryptoError:
+                return None
+        elif fmt == 1 and is_envelope(data):
+            candidate = data
+        elif fmt == 0 and data[:4] == b"\\x01":
+            try:
+                candidate = bytes.fromhex(data[2:].decode("ascii"))
+            except (ValueError, UnicodeDecodeError):
+                return None
+        if candidate is None or not is_envelope(candidate):
+            return None
+        crypto = self.enc.crypto
+        try:
+            opened = crypto.try_open_cached(column.qualified, candidate, tenant=tenant)
+        except CryptoError:
+            return None  # not ours for this column: it is a value like any other
+        if opened is None:
+            if crypto.cache.destroyed_owner(peek_key_id(candidate)) is not None:
+                return None
+            raise NeedKeys(key_ids=frozenset({peek_key_id(candidate)}))
+        return candidate
+
+    def _seal(self, column: ProtectedColumn, tenant: str, canonical: bytes) -> bytes:
+        try:
+            sealed = self.enc.crypto.try_seal_cached(tenant, column.qualified, canonical)
+        except CryptoError as exc:
+            raise crypto_refusal(exc) from None
+        if sealed is None:
+            raise NeedKeys(tenants=frozenset({tenant}))
+        return sealed
+
+    def _blind(self, column: ProtectedColumn, tenant: str, canonical: bytes) -> bytes:
+        try:
+            token = self.enc.crypto.try_blind_index_cached(
+                tenant, column.qualified, canonical, column.normalize
+            )
+        except CryptoError as exc:
+            raise crypto_refusal(exc) from None
+        if token is None:
+            raise NeedKeys(tenants=frozenset({tenant}))
+        return token
+
+    def _slot_value(
+        self, slot: Slot, bind: codec.Bind | None, stmt: StatementCrypto | None
+    ) -> bytes | None:
+        action = slot.action
+        column = action.column
+        source = slot.source
+        tenant = self._tenant(slot.tenant, bind, stmt, column)
+        if isinstance(source, ClientParamArray):
+            assert bind is not None
+            assert isinstance(action, BlindIndexArray)
+            data = bind.params[source.index - 1]
+            if data is None:
+                return None
+            fmt = bind.param_format(source.index - 1)
+            try:
+                elements = column_codec(column).array_elements(data, fmt)
+            except ValueFormatError as exc:
+                raise refusal(
+                    f"pgseal: invalid array for encrypted column {column.qualified}: {exc}",
+                    sqlstate=exc.sqlstate,
+                ) from None
+            tokens = [None if e is None else self._blind(column, tenant, e) for e in elements]
+            return _bytea_array(tokens)
+        if isinstance(source, ClientParam):
+            assert bind is not None
+            i = source.index - 1
+            data = bind.params[i]
+            if data is None:
+                return None
+            canonical = self._canonical_param(column, data, bind.param_format(i), stmt, i)
+        else:
+            assert isinstance(source, Literal)
+            if source.text is None:
+                return None
+            if isinstance(action, Seal):
+                existing = self._existing_envelope(column, tenant, source.text.encode(), 0)
+                if existing is not None:
+                    return _stored(column, existing)
+            canonical = self._canonical_param(column, source.text.encode(), 0, None, 0)
+        if isinstance(action, Seal):
+            return _stored(column, self._seal(column, tenant, canonical))
+        assert isinstance(action, BlindIndex)
+        return self._blind(column, tenant, canonical)
+
+    # -- server messages -------------------------------------------------------------
+    def parameter_description(self, body: bytes, statement: str) -> bytes | None:
+        stmt = self.statements.get(statement)
+        if stmt is None:
+            return None
+        types = codec.decode_parameter_description(body)
+        stmt.server_types = tuple(types)
+        plan = stmt.plan
+        if not isinstance(plan, Rewrite):
+            return None
+        arrays = {s.source.index for s in plan.slots if isinstance(s.source, ClientParamArray)}
+        shown = types[: plan.client_param_count]
+        for p in plan.params:
+            if p.index > len(shown):
+                continue
+            if p.index in arrays and p.column is not None:
+                shown[p.index - 1] = _ARRAY_OID.get(p.column.logical_type, 1009)
+            elif p.logical_oid is not None:
+                shown[p.index - 1] = p.logical_oid
+        return codec.encode_parameter_description(shown)
+
+    def row_description(self, body: bytes) -> tuple[bytes | None, RowColumns, tuple[int, ...]]:
+        """Logical types for protected fields: new message (or None), shape, formats."""
+        fields = codec.decode_row_description(body)
+        formats = tuple(f.format for f in fields)
+        catalog = self.enc.catalog
+        protected: list[tuple[int, ProtectedColumn, ValueCodec]] = []
+        for i, f in enumerate(fields):
+            if not f.table_oid:
+                continue
+            column = catalog.protected(f.table_oid, f.attnum)
+            if column is None:
+                continue
+            value_codec = column_codec(column)
+            protected.append((i, column, value_codec))
+            fields[i] = dataclasses.replace(
+                f,
+                type_oid=value_codec.oid,
+                typlen=value_codec.type_size,
+                typmod=value_codec.type_modifier,
+            )
+        if not protected:
+            return None, RowColumns(len(fields), ()), formats
+        shape = RowColumns(len(fields), tuple(protected))
+        return codec.encode_row_description(fields), shape, formats
+
+    def data_row(self, body: bytes, state: PortalState) -> bytes | None:
+        """Open the protected values of one DataRow (raises NeedKeys / Refused)."""
+        columns = state.columns
+        if columns is None or not columns.protected:
+            return None
+        values = codec.decode_data_row(body)
+        crypto = self.enc.crypto
+        tenant = self.tenant
+        missing: set[int] = set()
+        for index, column, value_codec in columns.protected:
+            raw = values[index]
+            if raw is None:
+                continue
+            envelope = _envelope_of(column, raw, state.format_of(index))
+            if envelope is None:
+                if column.migrating:
+                    canonical = _plaintext_of(column, raw, state.format_of(index))
+                    values[index] = _encode_out(value_codec, column, canonical, state, index)
+                    continue
+                raise refusal(
+                    f"pgseal: encrypted column {column.qualified} holds a value that is not "
+                    "a pgseal envelope (written around pgseal?)",
+                    "run `pgseal audit`; mark the column migrating: true while `pgseal "
+                    "migrate` runs",
+                    sqlstate="XX001",
+                )
+            try:
+                plaintext = crypto.try_open_cached(column.qualified, envelope, tenant=tenant)
+            except CryptoError as exc:
+                raise crypto_refusal(exc) from None
+            if plaintext is None:
+                key_id = peek_key_id(envelope)
+                owner = crypto.cache.destroyed_owner(key_id)
+                if owner is not None:
+                    if tenant is not None and owner != tenant:
+                        raise refusal(
+                            f"pgseal: a value of {column.qualified} belongs to another "
+                            "business than this session's",
+                            sqlstate="42501",
+                        )
+                    raise refusal(
+                        f"pgseal: a value of {column.qualified} is under a destroyed key "
+                        "(the business was shredded) and can never be read",
+                        sqlstate="55000",
+                    )
+                missing.add(key_id)
+                continue
+            values[index] = _encode_out(value_codec, column, plaintext, state, index)
+        if missing:
+            raise NeedKeys(key_ids=frozenset(missing))
+        self.enc.rows_opened += 1
+        return codec.encode_data_row(values)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _statements_of(plan: Plan) -> tuple[StatementInfo, ...]:
+    if isinstance(plan, PassThrough | Rewrite | TenantCommand):
+        return plan.statements
+    return ()
+
+
+def _copy_refusal(statements: Sequence[StatementInfo]) -> Refused:
+    info = next(i for i in statements if i.copy is not None)
+    table = info.copy.table if info.copy and info.copy.table else sorted(info.tables)[0]
+    return refusal(
+        f"pgseal: COPY on encrypted table {table} is not supported yet",
+        "use INSERT/SELECT through pgseal, or `pgseal migrate` for bulk loads",
+    )
+
+
+def _declared(types: Sequence[int], i: int) -> int:
+    return types[i] if i < len(types) else 0
+
+
+def _stored(column: ProtectedColumn, envelope: bytes) -> bytes:
+    """An envelope in the column's physical form (binary format of bytea or text)."""
+    if column.storage == "text":
+        from crypto.envelope import armor
+
+        return armor(envelope).encode("ascii")
+    return envelope
+
+
+def _bytea_array(elements: Sequence[bytes | None]) -> bytes:
+    """A one-dimensional bytea[] in binary format."""
+    header = (
+        (1).to_bytes(4, "big")  # ndim
+        + (1 if any(e is None for e in elements) else 0).to_bytes(4, "big")
+        + _BYTEA_ARRAY_HEADER_OID.to_bytes(4, "big")
+        + len(elements).to_bytes(4, "big")
+        + (1).to_bytes(4, "big", signed=True)
+    )
+    parts = [header]
+    for element in elements:
+        if element is None:
+            parts.append(b"\xff\xff\xff\xff")
+        else:
+            parts.append(len(element).to_bytes(4, "big") + element)
+    return b"".join(parts)
+
+
+def _envelope_of(column: ProtectedColumn, raw: bytes, fmt: int) -> bytes | None:
+    """The envelope bytes of a stored value as the server sent it, or None."""
+    if column.storage == "text":
+        if not is_armored(raw):
+            return None
+        try:
+            return dearmor(raw, column.qualified)
+        except CryptoError:
+            return None
+    if fmt == 0:
+        if raw[:2] != b"\\x":
+            data = codec_for("bytea").to_canonical(raw, 0)  # escape format -> hex
+            raw = data
+        try:
+            raw = bytes.fromhex(raw[2:].decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return raw if is_envelope(raw) else None
+
+
+def _plaintext_of(column: ProtectedColumn, raw: bytes, fmt: int) -> bytes:
+    """A not-yet-migrated value of a ``migrating`` column: its canonical text."""
+    if column.storage == "bytea" and fmt == 0 and raw[:2] == b"\\x":
+        try:
+            return bytes.fromhex(raw[2:].decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            return raw
+    return raw
+
+
+def _encode_out(
+    value_codec: ValueCodec,
+    column: ProtectedColumn,
+    canonical: bytes,
+    state: PortalState,
+    index: int,
+) -> bytes:
+    try:
+        return value_codec.from_canonical(canonical, state.format_of(index))
+    except ValueFormatError as exc:
+        raise refusal(
+            f"pgseal: a value of {column.qualified} does not read as {column.logical_type}: {exc}",
+            sqlstate="XX001",
+        ) from None
