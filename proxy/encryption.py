@@ -295,6 +295,8 @@ class SessionCrypto:
         self.statements: dict[str, StatementCrypto] = {}
         self.portals: dict[str, PortalState] = {}
         self.catalog_stale = False
+        #: The COPY transform of the Query just sent (proxy.copy_stream), if any.
+        self.copy_pending: object | None = None
 
     # -- tenant --------------------------------------------------------------------
     @property
@@ -414,8 +416,9 @@ class SessionCrypto:
             raise refusal(plan.message, plan.hint, plan.sqlstate)
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
+        self.copy_pending = None
         if any(info.copy is not None for info in statements):
-            raise _copy_refusal(statements)
+            self.copy_pending = self._copy(statements, sql)
         if not isinstance(plan, Rewrite):
             self._apply_statements(statements)
             return None
@@ -430,6 +433,24 @@ class SessionCrypto:
             raise NeedKeys(frozenset(need_tenants))
         self._apply_statements(statements)
         return codec.message(b"Q", plan.render_simple(values).encode() + b"\x00")
+
+    def _copy(self, statements: Sequence[StatementInfo], sql: str) -> object | None:
+        from proxy.copy_stream import copy_transform, unsupported_copy_options
+
+        info = next(i for i in statements if i.copy is not None)
+        assert info.copy is not None
+        table = info.copy.table or sorted(info.tables)[0]
+        if len(statements) != 1:
+            raise refusal(
+                f"pgseal: COPY on encrypted table {table} must be the only statement of its Query"
+            )
+        option = unsupported_copy_options(sql)
+        if option is not None:
+            raise refusal(
+                f"pgseal: COPY option {option} on encrypted table {table} is not supported",
+                "use the format's default delimiter, NULL and quoting",
+            )
+        return copy_transform(self, info.copy, sql)
 
     def _check_tenant_required(self, statements: Sequence[StatementInfo]) -> None:
         if not self.enc.rules.require_tenant or self.tenant is not None:
@@ -569,6 +590,22 @@ class SessionCrypto:
             raise NeedKeys(key_ids=frozenset({peek_key_id(candidate)}))
         return candidate
 
+    def tenant_text(self, data: bytes, fmt: int, oid: int) -> str:
+        """A tenant column value as text (the key store's tenant name)."""
+        logical = _OID_TO_LOGICAL.get(oid)
+        if logical in _TENANT_TYPES:
+            assert logical is not None
+            return codec_for(logical).to_canonical(data, fmt).decode()
+        if fmt == 0:
+            return data.decode()
+        raise ValueFormatError("binary business ids must be integer, bigint or uuid")
+
+    def seal(self, column: ProtectedColumn, tenant: str, canonical: bytes) -> bytes:
+        return self._seal(column, tenant, canonical)
+
+    def blind(self, column: ProtectedColumn, tenant: str, canonical: bytes) -> bytes:
+        return self._blind(column, tenant, canonical)
+
     def _seal(self, column: ProtectedColumn, tenant: str, canonical: bytes) -> bytes:
         try:
             sealed = self.enc.crypto.try_seal_cached(tenant, column.qualified, canonical)
@@ -685,52 +722,65 @@ class SessionCrypto:
         if columns is None or not columns.protected:
             return None
         values = codec.decode_data_row(body)
-        crypto = self.enc.crypto
-        tenant = self.tenant
         missing: set[int] = set()
         for index, column, value_codec in columns.protected:
             raw = values[index]
             if raw is None:
                 continue
-            envelope = _envelope_of(column, raw, state.format_of(index))
-            if envelope is None:
-                if column.migrating:
-                    canonical = _plaintext_of(column, raw, state.format_of(index))
-                    values[index] = _encode_out(value_codec, column, canonical, state, index)
-                    continue
-                raise refusal(
-                    f"pgseal: encrypted column {column.qualified} holds a value that is not "
-                    "a pgseal envelope (written around pgseal?)",
-                    "run `pgseal audit`; mark the column migrating: true while `pgseal "
-                    "migrate` runs",
-                    sqlstate="XX001",
-                )
+            fmt = state.format_of(index)
             try:
-                plaintext = crypto.try_open_cached(column.qualified, envelope, tenant=tenant)
-            except CryptoError as exc:
-                raise crypto_refusal(exc) from None
-            if plaintext is None:
-                key_id = peek_key_id(envelope)
-                owner = crypto.cache.destroyed_owner(key_id)
-                if owner is not None:
-                    if tenant is not None and owner != tenant:
-                        raise refusal(
-                            f"pgseal: a value of {column.qualified} belongs to another "
-                            "business than this session's",
-                            sqlstate="42501",
-                        )
-                    raise refusal(
-                        f"pgseal: a value of {column.qualified} is under a destroyed key "
-                        "(the business was shredded) and can never be read",
-                        sqlstate="55000",
-                    )
-                missing.add(key_id)
-                continue
-            values[index] = _encode_out(value_codec, column, plaintext, state, index)
+                values[index] = self.open_value(column, raw, fmt, fmt, value_codec)
+            except NeedKeys as need:
+                missing |= need.key_ids
         if missing:
             raise NeedKeys(key_ids=frozenset(missing))
         self.enc.rows_opened += 1
         return codec.encode_data_row(values)
+
+    def open_value(
+        self,
+        column: ProtectedColumn,
+        raw: bytes,
+        server_fmt: int,
+        client_fmt: int,
+        value_codec: ValueCodec | None = None,
+    ) -> bytes:
+        """A stored value as Postgres sent it -> the plaintext in ``client_fmt``."""
+        value_codec = value_codec or column_codec(column)
+        envelope = _envelope_of(column, raw, server_fmt)
+        if envelope is None:
+            if column.migrating:
+                canonical = _plaintext_of(column, raw, server_fmt)
+                return _encode_out(value_codec, column, canonical, client_fmt)
+            raise refusal(
+                f"pgseal: encrypted column {column.qualified} holds a value that is not "
+                "a pgseal envelope (written around pgseal?)",
+                "run `pgseal audit`; mark the column migrating: true while `pgseal migrate` runs",
+                sqlstate="XX001",
+            )
+        crypto = self.enc.crypto
+        tenant = self.tenant
+        try:
+            plaintext = crypto.try_open_cached(column.qualified, envelope, tenant=tenant)
+        except CryptoError as exc:
+            raise crypto_refusal(exc) from None
+        if plaintext is None:
+            key_id = peek_key_id(envelope)
+            owner = crypto.cache.destroyed_owner(key_id)
+            if owner is not None:
+                if tenant is not None and owner != tenant:
+                    raise refusal(
+                        f"pgseal: a value of {column.qualified} belongs to another "
+                        "business than this session's",
+                        sqlstate="42501",
+                    )
+                raise refusal(
+                    f"pgseal: a value of {column.qualified} is under a destroyed key "
+                    "(the business was shredded) and can never be read",
+                    sqlstate="55000",
+                )
+            raise NeedKeys(key_ids=frozenset({key_id}))
+        return _encode_out(value_codec, column, plaintext, client_fmt)
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -746,8 +796,9 @@ def _copy_refusal(statements: Sequence[StatementInfo]) -> Refused:
     info = next(i for i in statements if i.copy is not None)
     table = info.copy.table if info.copy and info.copy.table else sorted(info.tables)[0]
     return refusal(
-        f"pgseal: COPY on encrypted table {table} is not supported yet",
-        "use INSERT/SELECT through pgseal, or `pgseal migrate` for bulk loads",
+        f"pgseal: COPY on encrypted table {table} through the extended query protocol "
+        "is not supported",
+        "send COPY as a simple query (psql, asyncpg's copy_* and psycopg's copy() do)",
     )
 
 
@@ -813,14 +864,10 @@ def _plaintext_of(column: ProtectedColumn, raw: bytes, fmt: int) -> bytes:
 
 
 def _encode_out(
-    value_codec: ValueCodec,
-    column: ProtectedColumn,
-    canonical: bytes,
-    state: PortalState,
-    index: int,
+    value_codec: ValueCodec, column: ProtectedColumn, canonical: bytes, fmt: int
 ) -> bytes:
     try:
-        return value_codec.from_canonical(canonical, state.format_of(index))
+        return value_codec.from_canonical(canonical, fmt)
     except ValueFormatError as exc:
         raise refusal(
             f"pgseal: a value of {column.qualified} does not read as {column.logical_type}: {exc}",

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, cast
 
 from proxy import codec
 from proxy.codec import ProtocolViolation
+from proxy.copy_stream import CopyIn, CopyOut
 from proxy.encryption import NO_PROTECTED, NeedKeys, PortalState, Refused
 
 if TYPE_CHECKING:
@@ -171,6 +172,8 @@ _T_READY = ord("Z")
 _ASYNC = frozenset(b"NAS")  # notice, notification, parameter status: any time
 
 _CRYPT_CLIENT = frozenset(b"PBEDQC")  # Parse Bind Execute Describe Query Close
+_COPY_FAIL_SQL = codec.message(b"f", b"pgseal refused the COPY data\x00")
+_COPY_CLIENT = frozenset(b"dcf")  # CopyData CopyDone CopyFail
 _SQL_REGISTRY = re.compile(rb"(?i)\b(prepare|deallocate|discard)\b")
 _PREPARE = re.compile(r"(?is)^\s*prepare\s+(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DEALLOCATE = re.compile(r"(?is)^\s*deallocate\s+(?:prepare\s+)?(\"(?:[^\"]|\"\")+\"|[\w$]+)")
@@ -237,6 +240,10 @@ class Session:
         self._server_blocked = False
         self._discarding = False
         self._rolled_back = False
+        self._copy_in: CopyIn | None = None
+        self._copy_out: CopyOut | None = None
+        self._copy_failed = False
+        self._copy_error: bytes | None = None
 
     # -- introspection ---------------------------------------------------------
     @property
@@ -341,6 +348,26 @@ class Session:
                     seg = end
                     continue
                 self._skipping = False
+            if self._copy_in is not None and kind in _COPY_CLIENT:
+                try:
+                    replacement = self._copy_client(self._copy_in, kind, buf, start, end)
+                except NeedKeys as need:
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    self._client_blocked = True
+                    self.actions.append(LoadKeys(need))
+                    return buf[start:]
+                except Refused as refused:
+                    replacement = _COPY_FAIL_SQL
+                    self._copy_failed = True
+                    self._copy_error = refused.error
+                if replacement is not None:
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    out.append(replacement)
+                    seg = end
+                if kind == 0x64:
+                    continue
             if crypt is not None and kind in _CRYPT_CLIENT:
                 try:
                     replacement = self._crypt_client(crypt, kind, buf, start, end)
@@ -410,6 +437,30 @@ class Session:
             out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
         return buf[last:]
 
+    def _copy_client(
+        self, copy_in: CopyIn, kind: int, buf: bytes, start: int, end: int
+    ) -> bytes | None:
+        """CopyData/CopyDone/CopyFail during a COPY FROM STDIN into a protected table."""
+        if kind == 0x64:  # CopyData
+            if self._copy_failed:
+                return b""  # the server already has our CopyFail
+            data = copy_in.feed(buf[start + 5 : end])
+            return codec.message(b"d", data) if data else b""
+        # CopyDone / CopyFail end the stream (bookkeeping continues as usual).
+        self._copy_in = None
+        if kind == 0x63 and not self._copy_failed and copy_in.buffer and copy_in.fmt != "binary":
+            self._copy_in = copy_in  # feed may need keys: stay until it succeeds
+            tail = copy_in.feed(b"\n")
+            self._copy_in = None
+            return codec.message(b"d", tail) + buf[start:end]
+        if kind == 0x63 and not self._copy_failed and copy_in.buffer:
+            self._copy_failed = True
+            self._copy_error = codec.encode_error(
+                "22P04", "pgseal: COPY BINARY data ended in the middle of a row"
+            )
+            return _COPY_FAIL_SQL
+        return None
+
     def _crypt_client(
         self, crypt: SessionCrypto, kind: int, buf: bytes, start: int, end: int
     ) -> bytes | None:
@@ -458,6 +509,10 @@ class Session:
         if kind == 0x51:  # Query
             sql = codec.decode_query(body)
             replacement = crypt.query(sql)
+            if isinstance(crypt.copy_pending, CopyIn):
+                # Clients may send CopyData before the CopyInResponse arrives.
+                self._copy_in, crypt.copy_pending = crypt.copy_pending, None
+                self._copy_failed = False
             if _SQL_REGISTRY.search(body):
                 self._track_sql_registry(sql)
             pending.append((QUERY, PortalState()))
@@ -640,6 +695,28 @@ class Session:
                 continue
             replacement: bytes | None = None
             swallow = self._discarding
+            if kind == 0x64 and self._copy_out is not None and not swallow:
+                try:
+                    data = self._copy_out.feed(buf[start + 5 : end])
+                except NeedKeys as need:
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    self._server_blocked = True
+                    self.actions.append(LoadKeys(need))
+                    return buf[start:]
+                except Refused as refused:
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    seg = end
+                    self._copy_out = None
+                    self._row_failed(refused.error)
+                    continue
+                if start > seg:
+                    out.append(buf[seg:start])
+                if data:
+                    out.append(codec.message(b"d", data))
+                seg = end
+                continue
             if kind == _T_DATA_ROW:
                 if not swallow and pending:
                     state = pending[0][1]
@@ -669,10 +746,27 @@ class Session:
                 if kind == _T_ERROR:
                     if head != INJECTED_ABORT:
                         self._server_error(head)
+                    self._copy_out = None
+                    if self._copy_error is not None:
+                        replacement, self._copy_error = self._copy_error, None
+                elif kind == 0x48 and isinstance(crypt.copy_pending, CopyOut):
+                    # CopyOutResponse of a COPY from a protected table.
+                    self._copy_out, crypt.copy_pending = crypt.copy_pending, None
+                elif kind == 0x47 and self._copy_in is not None:
+                    replacement = _hide_added_copy_columns(
+                        buf[start + 5 : end], self._copy_in.width
+                    )
+                    self._copy_in_started()
                 elif kind == _T_READY:
                     status = chr(buf[start + 5])
                     self.txn_status = status
                     pending.popleft()
+                    crypt.copy_pending = None
+                    self._copy_out = None
+                    if self._copy_in is not None:
+                        # The COPY ended (an error?) before the client's CopyDone:
+                        # whatever CopyData still comes is dropped, never relayed.
+                        self._copy_failed = True
                     if head != INJECTED_ABORT:
                         if status == "I":
                             self.portals.clear()
@@ -854,6 +948,14 @@ class Session:
         self.phase = Phase.CLOSED
         self._pending.clear()
         self.actions.append(Close(reason))
+
+
+def _hide_added_copy_columns(body: bytes, width: int) -> bytes:
+    """CopyInResponse as the client's column list has it (without blind-index columns)."""
+    count = int.from_bytes(body[1:3], "big")
+    if count <= width:
+        return codec.message(b"G", body)
+    return codec.message(b"G", body[:1] + width.to_bytes(2, "big") + body[3 : 3 + 2 * width])
 
 
 def _cstr_at(buf: bytes, start: int, end: int) -> str:
