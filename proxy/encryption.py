@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -781,6 +782,22 @@ class SessionCrypto:
                 )
             raise NeedKeys(key_ids=frozenset({key_id}))
         return _encode_out(value_codec, column, plaintext, client_fmt)
+
+
+_ENVELOPE_TEXT: Final = re.compile(
+    rb"\\\\?x01[0-9a-f]{16,}(?:\.\.\.)?|pgseal1:[A-Za-z0-9+/=]{8,}(?:\.\.\.)?"
+)
+
+
+def redact_envelopes(error_body: bytes) -> bytes | None:
+    """An ErrorResponse body with envelopes (hex or armoured) replaced, or None.
+
+    Postgres quotes stored values in some errors ("Failing row contains ...");
+    the application must see neither plaintext nor ciphertext there.
+    """
+    if not _ENVELOPE_TEXT.search(error_body):
+        return None
+    return codec.message(b"E", _ENVELOPE_TEXT.sub(b"(encrypted)", error_body))
 
 
 # --- helpers ------------------------------------------------------------------------

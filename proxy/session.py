@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, cast
 from proxy import codec
 from proxy.codec import ProtocolViolation
 from proxy.copy_stream import CopyIn, CopyOut
-from proxy.encryption import NO_PROTECTED, NeedKeys, PortalState, Refused
+from proxy.encryption import NO_PROTECTED, NeedKeys, PortalState, Refused, redact_envelopes
 
 if TYPE_CHECKING:
     from proxy.encryption import Encryption, SessionCrypto
@@ -749,6 +749,8 @@ class Session:
                     self._copy_out = None
                     if self._copy_error is not None:
                         replacement, self._copy_error = self._copy_error, None
+                    else:
+                        replacement = redact_envelopes(buf[start + 5 : end])
                 elif kind == 0x48 and isinstance(crypt.copy_pending, CopyOut):
                     # CopyOutResponse of a COPY from a protected table.
                     self._copy_out, crypt.copy_pending = crypt.copy_pending, None
