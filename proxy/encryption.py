@@ -354,8 +354,23 @@ class SessionCrypto:
 
     def bind(self, body: bytes) -> tuple[bytes | None, PortalState]:
         """Seal a Bind's parameters; the new message (or None) and the portal state."""
+        first = body.find(b"\x00")
+        second = body.find(b"\x00", first + 1)
+        if first < 0 or second < 0:
+            raise codec.ProtocolViolation("string is not NUL-terminated")
+        name = body[first + 1 : second].decode(errors="surrogateescape")
+        stmt = self.statements.get(name)
+        if (
+            stmt is not None
+            and stmt.columns is not None
+            and not stmt.columns.protected
+            and not isinstance(stmt.plan, Rewrite)
+        ):
+            # The common case: nothing to seal, nothing to open. No decoding.
+            portal = PortalState(body[:first].decode(errors="surrogateescape"), name, stmt.columns)
+            self.portals[portal.portal] = portal
+            return None, portal
         bind = codec.decode_bind(body)
-        stmt = self.statements.get(bind.statement)
         portal = PortalState(bind.portal, bind.statement, result_formats=tuple(bind.result_formats))
         if stmt is not None:
             portal.columns = stmt.columns
