@@ -224,21 +224,26 @@ class Proxy:
             task.cancel()
         await asyncio.sleep(0)
 
-    def refresh_catalog(self) -> None:
-        """Re-read the catalog map soon (DDL on a configured table went through)."""
+    async def refresh_catalog(self) -> None:
+        """Re-read the catalog map (DDL on a configured table went through).
+
+        Concurrent requests share one refresh. A failure keeps the old map and
+        is logged: the DBA's DDL made the schema disagree with config.yaml.
+        """
         encryption = self.encryption
-        if encryption is None or (self._catalog_refresh and not self._catalog_refresh.done()):
+        if encryption is None:
             return
+        if self._catalog_refresh is None or self._catalog_refresh.done():
 
-        async def refresh() -> None:
-            try:
-                await encryption.refresh_catalog()
-                log.info("catalog map refreshed after DDL")
-            except Exception as exc:
-                # Keep the old map: values stay recognised by the OIDs known so far.
-                log.error("catalog map refresh failed: %s", exc)
+            async def refresh() -> None:
+                try:
+                    await encryption.refresh_catalog()
+                    log.info("catalog map refreshed after DDL")
+                except Exception as exc:
+                    log.error("catalog map refresh failed, keeping the old one: %s", exc)
 
-        self._catalog_refresh = asyncio.ensure_future(refresh())
+            self._catalog_refresh = asyncio.ensure_future(refresh())
+        await asyncio.shield(self._catalog_refresh)
 
     def spawn(self, coro: Coroutine[object, object, object]) -> None:
         task: asyncio.Task[object] = asyncio.ensure_future(coro)
@@ -544,9 +549,16 @@ class ClientConnection(asyncio.Protocol):
         elif isinstance(action, LoadKeys):
             self.proxy.spawn(self._load_keys(action))
         elif isinstance(action, RefreshCatalog):
-            self.proxy.refresh_catalog()
+            self.proxy.spawn(self._refresh_catalog())
         elif isinstance(action, Close):
             self.close()
+
+    async def _refresh_catalog(self) -> None:
+        # The session holds the client's next messages until the map is fresh,
+        # so a column added or moved by the DDL is never read as plain bytes.
+        await self.proxy.refresh_catalog()
+        self.session.keys_loaded()
+        self.pump()
 
     async def _load_keys(self, action: LoadKeys) -> None:
         encryption = self.proxy.encryption

@@ -775,6 +775,7 @@ class Session:
                             crypt.transaction_ended(self._rolled_back)
                             if crypt.catalog_stale:
                                 crypt.catalog_stale = False
+                                self._client_blocked = True
                                 self.actions.append(RefreshCatalog())
                         self._rolled_back = False
                         if self._discarding:
