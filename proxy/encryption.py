@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 from crypto.envelope import dearmor, is_armored, is_envelope, peek_key_id
 from crypto.errors import CryptoError
 from proxy import codec
+from proxy.metrics import Metrics
 from proxy.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
 from rules.catalog import CatalogMap, load_catalog
 from rules.model import ProtectedColumn, Rules
@@ -184,6 +185,7 @@ class Encryption:
         self.service_dsn = service_dsn
         self.refusals = 0
         self.rows_opened = 0
+        self.metrics = Metrics()  # the proxy replaces it with its own
 
     @classmethod
     async def start(cls, config: Config) -> Encryption:
@@ -333,9 +335,7 @@ class SessionCrypto:
     def parse(self, parse: codec.Parse) -> bytes | None:
         """Plan a Parse; the new message, or None to forward it unchanged."""
         plan = self.enc.planner.plan(parse.query, len(parse.param_types))
-        if isinstance(plan, Refuse):
-            self.enc.refusals += 1
-            raise refusal(plan.message, plan.hint, plan.sqlstate)
+        self._count(plan)
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
         if any(info.copy is not None for info in statements):
@@ -427,9 +427,7 @@ class SessionCrypto:
     def query(self, sql: str) -> bytes | None:
         """Plan a simple Query; the new message, or None to forward it unchanged."""
         plan = self.enc.planner.plan(sql, 0)
-        if isinstance(plan, Refuse):
-            self.enc.refusals += 1
-            raise refusal(plan.message, plan.hint, plan.sqlstate)
+        self._count(plan)
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
         self.copy_pending = None
@@ -467,6 +465,17 @@ class SessionCrypto:
                 "use the format's default delimiter, NULL and quoting",
             )
         return copy_transform(self, info.copy, sql)
+
+    def _count(self, plan: Plan) -> None:
+        """Metrics by plan kind; a refusal raises here."""
+        metrics = self.enc.metrics
+        if isinstance(plan, Refuse):
+            metrics.queries["refuse"] += 1
+            match = _OPERATION.match(plan.message)
+            metrics.refusals[match.group(1) if match else "other"] += 1
+            self.enc.refusals += 1
+            raise refusal(plan.message, plan.hint, plan.sqlstate)
+        metrics.queries["rewrite" if isinstance(plan, Rewrite) else "passthrough"] += 1
 
     def _check_tenant_required(self, statements: Sequence[StatementInfo]) -> None:
         if not self.enc.rules.require_tenant or self.tenant is not None:
@@ -629,6 +638,7 @@ class SessionCrypto:
             raise crypto_refusal(exc) from None
         if sealed is None:
             raise NeedKeys(tenants=frozenset({tenant}))
+        self.enc.metrics.values_sealed += 1
         return sealed
 
     def _blind(self, column: ProtectedColumn, tenant: str, canonical: bytes) -> bytes:
@@ -779,11 +789,13 @@ class SessionCrypto:
         try:
             plaintext = crypto.try_open_cached(column.qualified, envelope, tenant=tenant)
         except CryptoError as exc:
+            self.enc.metrics.open_failures += 1
             raise crypto_refusal(exc) from None
         if plaintext is None:
             key_id = peek_key_id(envelope)
             owner = crypto.cache.destroyed_owner(key_id)
             if owner is not None:
+                self.enc.metrics.open_failures += 1
                 if tenant is not None and owner != tenant:
                     raise refusal(
                         f"pgseal: a value of {column.qualified} belongs to another "
@@ -796,9 +808,11 @@ class SessionCrypto:
                     sqlstate="55000",
                 )
             raise NeedKeys(key_ids=frozenset({key_id}))
+        self.enc.metrics.values_opened += 1
         return _encode_out(value_codec, column, plaintext, client_fmt)
 
 
+_OPERATION: Final = re.compile(r"pgseal:? (.{1,60}?) on encrypted ")
 _ENVELOPE_TEXT: Final = re.compile(
     rb"\\\\?x01[0-9a-f]{16,}(?:\.\.\.)?|pgseal1:[A-Za-z0-9+/=]{8,}(?:\.\.\.)?"
 )

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, cast
 from crypto.errors import CryptoError
 from proxy import codec
 from proxy.encryption import Encryption
+from proxy.metrics import Metrics, start_metrics_server
 from proxy.session import (
     Close,
     ConnectUpstream,
@@ -78,6 +79,8 @@ class ProxySettings:
     connect_timeout: float = 10.0
     shutdown_grace: float = 30.0
     reuse_port: bool = False
+    metrics_host: str | None = None
+    metrics_port: int = 0
 
     @classmethod
     def from_config(cls, config: Config) -> ProxySettings:
@@ -101,6 +104,8 @@ class ProxySettings:
             startup_timeout=limits.startup_timeout_seconds,
             connect_timeout=limits.connect_timeout_seconds,
             shutdown_grace=limits.shutdown_grace_seconds,
+            metrics_host=config.metrics_listen.host if config.metrics_listen else None,
+            metrics_port=config.metrics_listen.port if config.metrics_listen else 0,
         )
 
 
@@ -117,6 +122,9 @@ class Proxy:
     def __init__(self, settings: ProxySettings, encryption: Encryption | None = None) -> None:
         self.settings = settings
         self.encryption = encryption
+        self.metrics = Metrics()
+        if encryption is not None:
+            encryption.metrics = self.metrics
         self._catalog_refresh: asyncio.Task[None] | None = None
         self.connections: set[ClientConnection] = set()
         self.cancel_keys: dict[int, _CancelTarget] = {}
@@ -490,6 +498,9 @@ class ClientConnection(asyncio.Protocol):
             return  # start_tls swaps transports; the connection lives on
         self._closed = True
         self.proxy.connections.discard(self)
+        metrics = self.proxy.metrics
+        metrics.bytes_from_clients += self.session.bytes_from_client
+        metrics.bytes_to_clients += self.session.bytes_from_server
         self.proxy.unregister_cancel(self.session.cancel_pid)
         if self.upstream is not None:
             self.upstream.close(terminate=self.session.phase is Phase.READY)
@@ -628,10 +639,13 @@ class ClientConnection(asyncio.Protocol):
 
     def upstream_failed(self, code: str, msg: str, hint: str | None) -> None:
         log.warning("conn %d: %s", self.conn_id, msg)
+        self.proxy.metrics.upstream_errors += 1
         self.session._fatal(code, msg, hint)
         self.pump()
 
     def upstream_lost(self) -> None:
+        if self.session.phase is not Phase.CLOSED:
+            self.proxy.metrics.upstream_errors += 1
         self.session.server_closed()
         self.pump()
 
@@ -724,6 +738,11 @@ async def serve(
     """Run a proxy until ``stop`` is set or SIGTERM/SIGINT arrives."""
     proxy = Proxy(settings, encryption)
     await proxy.start()
+    metrics_server = None
+    if settings.metrics_host is not None:
+        metrics_server = await start_metrics_server(
+            proxy, settings.metrics_host, settings.metrics_port
+        )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -741,6 +760,8 @@ async def serve(
         log.info("shutting down: waiting up to %ss for in-flight queries", settings.shutdown_grace)
         await proxy.shutdown()
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
         for sig in installed:
             loop.remove_signal_handler(sig)
 
@@ -791,9 +812,20 @@ def run(config: Config) -> int:
             if encryption is not None:
                 await encryption.close()
 
+    _disable_core_dumps()
     _install_uvloop()
     asyncio.run(main())
     return 0
+
+
+def _disable_core_dumps() -> None:
+    """A core dump would hold the master key and decrypted data keys: none are written."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not on Linux
+        log.warning("could not disable core dumps")
 
 
 def _install_uvloop() -> None:

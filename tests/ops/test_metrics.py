@@ -1,0 +1,99 @@
+"""/metrics, /healthz and /readyz of a running pgseal, with real traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import asyncpg
+
+from proxy.embedded import free_port
+from tests.conftest import PgServer
+from tests.pgseal_process import REPO_ROOT, start_pgseal
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def test_metrics_count_plans_refusals_and_values(pg_server: PgServer, tmp_path: Path) -> None:
+    name = "ops_" + secrets.token_hex(4)
+    admin = await asyncpg.connect(pg_server.dsn())
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    direct = pg_server.dsn(name)
+    db = await asyncpg.connect(direct)
+    await db.execute("CREATE TABLE t (id serial, business_id int, secret bytea)")
+    await db.close()
+    await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "proxy", "keys", "init", "--dsn", direct],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    proxy = await asyncio.to_thread(
+        start_pgseal,
+        tmp_path,
+        f"postgresql://{pg_server.host}:{pg_server.port}/{name}",
+        f"service_dsn: {direct}\nmaster_key: env:MK\nmetrics_listen: 127.0.0.1:{port}\n"
+        "tables:\n  t:\n    tenant_column: business_id\n    columns:\n"
+        "      secret: {type: text}\n",
+        {"MK": base64.b64encode(os.urandom(32)).decode()},
+    )
+    try:
+        user = direct.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0]
+        conn = await asyncpg.connect(proxy.dsn(user=user, database=name))
+        await conn.execute("INSERT INTO t (business_id, secret) VALUES (1, 'metric-plaintext')")
+        assert await conn.fetchval("SELECT secret FROM t") == "metric-plaintext"
+        refused = False
+        try:
+            await conn.fetch("SELECT secret FROM t ORDER BY secret")
+        except asyncpg.FeatureNotSupportedError:
+            refused = True
+        assert refused
+        await conn.close()
+        status, body = await asyncio.to_thread(_get, port, "/metrics")
+        assert status == 200
+        lines = dict(
+            line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#")
+        )
+        assert float(lines['pgseal_refusals_total{operation="ORDER BY"}']) == 1
+        assert float(lines["pgseal_values_sealed_total"]) == 1
+        assert float(lines["pgseal_values_opened_total"]) == 1
+        assert float(lines['pgseal_queries_total{plan="rewrite"}']) >= 1
+        assert float(lines["pgseal_key_cache_loads_total"]) >= 1
+        assert "metric-plaintext" not in body
+        assert await asyncio.to_thread(_get, port, "/healthz") == (200, "ok\n")
+        assert await asyncio.to_thread(_get, port, "/readyz") == (200, "ready\n")
+        assert (await asyncio.to_thread(_get, port, "/nope"))[0] == 404
+    finally:
+        proxy.stop()
+
+
+async def test_readyz_says_why_when_the_upstream_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    proxy = await asyncio.to_thread(
+        start_pgseal,
+        tmp_path,
+        f"postgresql://127.0.0.1:{free_port()}/nothing",
+        f"metrics_listen: 127.0.0.1:{port}\n",
+    )
+    try:
+        status, body = await asyncio.to_thread(_get, port, "/readyz")
+        assert (status, body) == (503, "upstream unreachable\n")
+        assert (await asyncio.to_thread(_get, port, "/healthz"))[0] == 200
+    finally:
+        proxy.stop()
