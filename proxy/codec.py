@@ -127,7 +127,8 @@ def message(kind: bytes, body: bytes = b"") -> bytes:
 
 
 def _cstr(value: str) -> bytes:
-    raw = value.encode()
+    # surrogateescape: names read from the wire with it go back byte for byte.
+    raw = value.encode(errors="surrogateescape")
     if b"\x00" in raw:
         raise ProtocolViolation("string contains a NUL byte")
     return raw + b"\x00"

@@ -273,6 +273,9 @@ class Session:
         except ProtocolViolation as exc:
             self._fatal("08P01", f"pgseal: invalid frontend message: {exc}")
             return
+        except Exception as exc:  # fail closed: this connection only, never the process
+            self._internal_error(exc)
+            return
         self._cbuf = bytes(buf)
 
     def _client_startup(self, buf: bytes) -> bytes:
@@ -579,6 +582,9 @@ class Session:
                 buf = self._server_auth(buf)
         except ProtocolViolation as exc:
             self._fatal("08P01", f"pgseal: invalid message from the database server: {exc}")
+            return
+        except Exception as exc:
+            self._internal_error(exc)
             return
         self._sbuf = bytes(buf)
 
@@ -940,6 +946,15 @@ class Session:
 
     def idle_timeout(self) -> None:
         self._fatal("57P05", "terminating connection due to idle-session timeout")
+
+    def _internal_error(self, exc: Exception) -> None:
+        # Only the type and place: the message of an exception may quote data.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else "?"
+        log.error("conn %d: internal error %s at %s", self.conn_id, type(exc).__name__, where)
+        self._fatal("XX000", "pgseal: internal error; the connection is closed")
 
     def _fatal(self, code: str, msg: str, hint: str | None = None) -> None:
         if self.phase is Phase.CLOSED:

@@ -1,0 +1,103 @@
+"""Long protocol fuzz runs against a live pgseal: ``bench/fuzz --minutes N``.
+
+Starts an embedded PostgreSQL and pgseal with one encrypted table, then runs the
+mutation fuzzer of tests/fuzz/engine.py in batches until the time is up,
+printing cases/s and outcomes. Exit status 1 on any failure (a crash, a hang,
+a healthy client refused, a plaintext stored, an internal error in the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+from proxy.embedded import EmbeddedPostgres  # noqa: E402
+from tests.fuzz.engine import MARKER, FuzzStats, Target, fuzz  # noqa: E402
+from tests.pgseal_process import start_pgseal  # noqa: E402
+
+
+async def main(minutes: float, seed: int, batch: int) -> int:
+    base = Path(tempfile.mkdtemp(prefix="pgseal-fuzz-"))
+    cluster = EmbeddedPostgres(datadir=base / "data")
+    cluster.start()
+    proxy = None
+    try:
+        dsn = cluster.dsn()
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("CREATE TABLE fz (id serial, business_id int, secret bytea)")
+        await conn.close()
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "proxy", "keys", "init", "--dsn", dsn],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        proxy = start_pgseal(
+            base / "pgseal",
+            f"postgresql://127.0.0.1:{urlsplit(dsn).port}/postgres",
+            f"service_dsn: {dsn}\nmaster_key: env:MK\nlimits: {{max_message_size: 1048576}}\n"
+            "tables:\n  fz:\n    tenant_column: business_id\n    columns:\n"
+            "      secret: {type: text}\n",
+            {"MK": base64.b64encode(os.urandom(32)).decode()},
+        )
+        target = Target("127.0.0.1", proxy.port, urlsplit(dsn).username or "postgres", "postgres")
+        total = FuzzStats()
+        start = time.monotonic()
+        round_ = 0
+        while time.monotonic() - start < minutes * 60:
+            stats = await fuzz(target, "fz", batch, seed + round_)
+            round_ += 1
+            total.cases += stats.cases
+            total.failures += stats.failures
+            total.slowest = max(total.slowest, stats.slowest)
+            for k, v in stats.outcomes.items():
+                total.outcomes[k] = total.outcomes.get(k, 0) + v
+            elapsed = time.monotonic() - start
+            print(
+                f"{elapsed:7.0f}s  {total.cases:9d} cases  {total.cases / elapsed:7.0f}/s  "
+                f"{dict(sorted(total.outcomes.items()))}  failures={len(total.failures)}",
+                flush=True,
+            )
+            if proxy.process is None or proxy.process.poll() is not None:
+                total.failures.append("pgseal exited")
+                break
+        raw = await asyncpg.connect(dsn)
+        values = await raw.fetch("SELECT secret FROM fz WHERE secret IS NOT NULL")
+        await raw.close()
+        if any(v["secret"][0] != 1 or MARKER.encode() in v["secret"] for v in values):
+            total.failures.append("a plaintext value was stored")
+        log = proxy.log_text()
+        if "Traceback" in log or "internal error" in log:
+            total.failures.append("pgseal logged an internal error or a traceback")
+        print(f"cases: {total.cases}, slowest case: {total.slowest:.2f}s, stored values: "
+              f"{len(values)}, failures: {len(total.failures)}")  # fmt: skip
+        for failure in total.failures[:20]:
+            print("  FAIL", failure)
+        return 1 if total.failures else 0
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        cluster.destroy()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=5000)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.minutes, args.seed, args.batch)))
