@@ -1,0 +1,233 @@
+"""Pass-through throughput: pgbench against Postgres, PgBouncer and pgseal in one run.
+
+    bench/passthrough [--duration 10] [--rounds 3] [--clients 8] [--threads 2]
+
+Starts an embedded PostgreSQL (or uses ``--dsn``), PgBouncer in session pooling
+(Debian package ``pgbouncer``, installed with apt-get when missing) and pgseal
+with no encrypted tables, initialises pgbench, then runs ``pgbench -S`` in
+``prepared`` and ``simple`` mode against each target for the same duration,
+alternating the order every round. Prints TPS and average latency (median of
+the rounds) and the ratios pgseal/direct and pgseal/PgBouncer; then the RSS
+that 500 idle client connections cost pgseal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from proxy.embedded import EmbeddedPostgres, find_binaries, free_port  # noqa: E402
+from tests.pgseal_process import PgsealProcess, start_pgseal  # noqa: E402
+
+
+@dataclass
+class Target:
+    name: str
+    host: str
+    port: int
+
+
+def ensure_pgbouncer() -> str:
+    found = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit("pgbouncer is missing; install the Debian package pgbouncer")
+    print("installing pgbouncer (apt-get) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=True, env=env)
+    return "/usr/sbin/pgbouncer"
+
+
+def start_pgbouncer(
+    workdir: Path, host: str, port: int, user: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    binary = ensure_pgbouncer()
+    listen = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "userlist.txt").write_text(f'"{user}" ""\n')
+    ini = workdir / "pgbouncer.ini"
+    ini.write_text(
+        "[databases]\n"
+        f"* = host={host} port={port}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {listen}\n"
+        "auth_type = trust\n"
+        f"auth_file = {workdir / 'userlist.txt'}\n"
+        "pool_mode = session\nmax_client_conn = 1000\ndefault_pool_size = 100\n"
+        f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
+        f"unix_socket_dir = {workdir}\n"
+    )
+    args = [binary, str(ini)]
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "pgserver", "pgserver")
+        for path in workdir.iterdir():
+            shutil.chown(path, "pgserver", "pgserver")
+        args = [binary, "-u", "pgserver", str(ini)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket
+
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", listen), timeout=0.2):
+                return process, listen
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    sys.exit("pgbouncer did not start: " + (workdir / "pgbouncer.log").read_text()[-1000:])
+
+
+def pgbench(target: Target, user: str, database: str, args: list[str]) -> tuple[float, float]:
+    env = {**os.environ, "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": user}
+    result = subprocess.run(
+        [str(find_binaries().bin_dir / "pgbench"), *args, database],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        sys.exit(f"pgbench against {target.name} failed: {result.stderr[-1000:]}")
+    tps = re.search(r"tps = ([\d.]+)", result.stdout)
+    latency = re.search(r"latency average = ([\d.]+) ms", result.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", result.stdout)
+    if tps is None or latency is None:
+        sys.exit(f"could not read pgbench output: {result.stdout[-500:]}")
+    if failed is not None and failed.group(1) != "0":
+        sys.exit(f"pgbench against {target.name}: {failed.group(1)} failed transactions")
+    return float(tps.group(1)), float(latency.group(1))
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def idle_connections_rss(
+    proxy: PgsealProcess, user: str, database: str, count: int
+) -> tuple[int, int]:
+    import asyncpg
+
+    assert proxy.process is not None
+    before = rss_kb(proxy.process.pid)
+    conns = []
+    for _ in range(count):
+        conns.append(await asyncpg.connect(proxy.dsn(user=user, database=database)))
+    await asyncio.sleep(1)
+    after = rss_kb(proxy.process.pid)
+    for conn in conns:
+        await conn.close()
+    return before, after
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per pgbench run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--idle", type=int, default=500, help="idle connections for the RSS test")
+    parser.add_argument(
+        "--dsn", help="an existing server (superuser DSN) instead of an embedded one"
+    )
+    args = parser.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="pgseal-bench-"))
+    cluster = None
+    if args.dsn:
+        dsn = args.dsn
+    else:
+        cluster = EmbeddedPostgres(datadir=base / "data", settings={"max_connections": "700"})
+        cluster.start()
+        dsn = cluster.dsn()
+    url = urlsplit(dsn)
+    host, port = url.hostname or "127.0.0.1", url.port or 5432
+    user, database = url.username or "postgres", (url.path.lstrip("/") or "postgres")
+    bouncer = None
+    proxy = None
+    try:
+        direct = Target("direct", host, port)
+        print(f"pgbench -i -s {args.scale} ...", flush=True)
+        env = {**os.environ, "PGHOST": host, "PGPORT": str(port), "PGUSER": user}
+        subprocess.run(
+            [str(find_binaries().bin_dir / "pgbench"), "-i", "-q", "-s", str(args.scale), database],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        bouncer, bouncer_port = start_pgbouncer(base / "pgbouncer", host, port, user)
+        proxy = start_pgseal(base / "pgseal", f"postgresql://{host}:{port}/{database}", "")
+        targets = [
+            direct,
+            Target("pgbouncer", "127.0.0.1", bouncer_port),
+            Target("pgseal", "127.0.0.1", proxy.port),
+        ]
+        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for round_ in range(args.rounds):
+            order = targets[round_ % 3 :] + targets[: round_ % 3]
+            for mode in ("prepared", "simple"):
+                for target in order:
+                    tps, lat = pgbench(
+                        target,
+                        user,
+                        database,
+                        ["-S", "-M", mode, "-c", str(args.clients), "-j", str(args.threads),
+                         "-T", str(args.duration), "-n"],
+                    )  # fmt: skip
+                    results.setdefault((mode, target.name), []).append((tps, lat))
+                    line = f"round {round_ + 1} {mode:8} {target.name:9} {tps:10.0f} tps"
+                    print(f"{line} {lat:7.3f} ms", flush=True)
+        print()
+        print(f"pgbench -S -c {args.clients} -j {args.threads} -T {args.duration}, "
+              f"{args.rounds} alternating rounds, medians")  # fmt: skip
+        print(f"{'mode':9} {'target':10} {'TPS':>10} {'latency ms':>11}")
+        for mode in ("prepared", "simple"):
+            medians = {}
+            for target in targets:
+                runs = results[(mode, target.name)]
+                medians[target.name] = (
+                    statistics.median(r[0] for r in runs),
+                    statistics.median(r[1] for r in runs),
+                )
+                tps, lat = medians[target.name]
+                print(f"{mode:9} {target.name:10} {tps:10.0f} {lat:11.3f}")
+            seal = medians["pgseal"][0]
+            print(f"{mode:9} pgseal/direct = {seal / medians['direct'][0]:.2f}x   "
+                  f"pgseal/pgbouncer = {seal / medians['pgbouncer'][0]:.2f}x")  # fmt: skip
+        before, after = asyncio.run(idle_connections_rss(proxy, user, database, args.idle))
+        print(f"\npgseal RSS: {before / 1024:.1f} MB idle, {after / 1024:.1f} MB with "
+              f"{args.idle} idle client connections: +{(after - before) / 1024:.1f} MB "
+              f"({(after - before) / args.idle:.0f} KB per connection)")  # fmt: skip
+        return 0
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if bouncer is not None:
+            bouncer.terminate()
+            bouncer.wait(10)
+        if cluster is not None:
+            cluster.destroy()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
