@@ -496,6 +496,7 @@ class SessionCrypto:
         bind: codec.Bind | None,
         stmt: StatementCrypto | None,
         column: ProtectedColumn,
+        search: bool = False,
     ) -> str:
         if isinstance(source, TenantLiteral):
             tenant: str | None = source.value
@@ -507,6 +508,14 @@ class SessionCrypto:
             assert isinstance(source, SessionTenant)
             tenant = self.tenant
             if tenant is None:
+                if search:
+                    raise refusal(
+                        f"pgseal: cannot tell which business this search of "
+                        f"{column.qualified} is for (blind indexes are per business)",
+                        f"add AND {self._tenant_column(column)} = ... to the WHERE clause, or "
+                        "SET pgseal.tenant = '<business id>' for the session",
+                        sqlstate="42501",
+                    )
                 raise refusal(
                     f"pgseal: cannot tell which business owns this write to {column.qualified}",
                     "set the tenant column in the statement, or SET pgseal.tenant = "
@@ -522,6 +531,10 @@ class SessionCrypto:
                 sqlstate="42501",
             )
         return tenant
+
+    def _tenant_column(self, column: ProtectedColumn) -> str:
+        table = self.enc.rules.tables.get(f"{column.schema}.{column.table}")
+        return table.tenant_column if table else "the tenant column"
 
     def _tenant_param(
         self, bind: codec.Bind, stmt: StatementCrypto, i: int, column: ProtectedColumn
@@ -658,7 +671,9 @@ class SessionCrypto:
         action = slot.action
         column = action.column
         source = slot.source
-        tenant = self._tenant(slot.tenant, bind, stmt, column)
+        # Writes seal before they index, so a missing tenant of a write is
+        # reported by its Seal; an index without a Seal is a search.
+        tenant = self._tenant(slot.tenant, bind, stmt, column, not isinstance(action, Seal))
         if isinstance(source, ClientParamArray):
             assert bind is not None
             assert isinstance(action, BlindIndexArray)

@@ -22,6 +22,10 @@ import pytest
 
 from proxy.embedded import EmbeddedPostgres
 
+# Every pgseal the tests start logs at debug level; tests/test_zz_secrets.py scans
+# all of it for keys and plaintext at the end of the run.
+os.environ.setdefault("PGSEAL_TEST_LOG_LEVEL", "debug")
+
 
 @dataclass(frozen=True)
 class PgServer:

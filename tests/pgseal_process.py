@@ -22,6 +22,10 @@ from proxy.embedded import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: Every pgseal started by the test run: its log and the secrets it was given
+#: (environment values), for the secrets scan at the end (tests/test_zz_secrets.py).
+LAUNCHED: list[tuple[Path, tuple[str, ...]]] = []
+
 
 @dataclass
 class PgsealProcess:
@@ -37,6 +41,7 @@ class PgsealProcess:
     def start(self, timeout: float = 30.0) -> PgsealProcess:
         log = self.log_path.open("ab")
         env = {**os.environ, **self.env}
+        LAUNCHED.append((self.log_path, tuple(self.env.values())))
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -128,7 +133,8 @@ def start_pgseal(
     directory.mkdir(parents=True, exist_ok=True)
     config = write_config(
         directory,
-        f"upstream: {upstream}\nlisten: 127.0.0.1:0\nlog_level: info\n{extra_yaml}",
+        f"upstream: {upstream}\nlisten: 127.0.0.1:0\n"
+        f"log_level: {os.environ.get('PGSEAL_TEST_LOG_LEVEL', 'info')}\n{extra_yaml}",
     )
     return PgsealProcess(
         config_path=config,
