@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from cachetools import TTLCache
+
 from crypto.envelope import dearmor, is_armored, is_envelope, peek_key_id
 from crypto.errors import CryptoError
 from proxy import codec
@@ -87,6 +89,12 @@ _ARRAY_OID: Final = {
 } | {"varchar": 1015}
 _TENANT_TYPES: Final = frozenset({"integer", "bigint", "smallint", "uuid", "text", "varchar"})
 _BYTEA_ARRAY_HEADER_OID: Final = 17
+# How long a key id the key store does not hold is remembered as missing. A
+# message that names one is retried after a key load; without this memory the
+# retry would ask for the same key again, forever. Short, because another pgseal
+# process may create a tenant's first key at any moment.
+_MISSING_KEY_TTL_S: Final = 10.0
+_MISSING_KEY_MAX: Final = 4096
 
 
 class Refused(Exception):
@@ -186,6 +194,8 @@ class Encryption:
         self.refusals = 0
         self.rows_opened = 0
         self.metrics = Metrics()  # the proxy replaces it with its own
+        # key id -> True: ids a key load found neither in the store nor destroyed
+        self.missing_key_ids: TTLCache[int, bool] = TTLCache(_MISSING_KEY_MAX, _MISSING_KEY_TTL_S)
 
     @classmethod
     async def start(cls, config: Config) -> Encryption:
@@ -258,6 +268,10 @@ class Encryption:
             await self.crypto.prefetch_tenant(tenant)
         if need.key_ids:
             await self.crypto.prefetch(need.key_ids)
+            cache = self.crypto.cache
+            for key_id in need.key_ids:
+                if cache.cached_data_key(key_id) is None and cache.destroyed_owner(key_id) is None:
+                    self.missing_key_ids[key_id] = True
 
     async def close(self) -> None:
         await self.crypto.close()
@@ -608,7 +622,8 @@ class SessionCrypto:
                 candidate = dearmor(data, column.qualified)
             except CryptoError:
                 return None
-        elif fmt == 1 and is_envelope(data):
+        elif fmt == 1 and column.logical_type != "jsonb" and is_envelope(data):
+            # (binary jsonb always starts with its own version byte 0x01)
             candidate = data
         elif fmt == 0 and data[:4] == b"\\x01":
             try:
@@ -623,9 +638,11 @@ class SessionCrypto:
         except CryptoError:
             return None  # not ours for this column: it is a value like any other
         if opened is None:
-            if crypto.cache.destroyed_owner(peek_key_id(candidate)) is not None:
-                return None
-            raise NeedKeys(key_ids=frozenset({peek_key_id(candidate)}))
+            key_id = peek_key_id(candidate)
+            destroyed = crypto.cache.destroyed_owner(key_id) is not None
+            if destroyed or key_id in self.enc.missing_key_ids:
+                return None  # cannot be one of ours: seal it like any other value
+            raise NeedKeys(key_ids=frozenset({key_id}))
         return candidate
 
     def tenant_text(self, data: bytes, fmt: int, oid: int) -> str:
@@ -821,6 +838,14 @@ class SessionCrypto:
                     f"pgseal: a value of {column.qualified} is under a destroyed key "
                     "(the business was shredded) and can never be read",
                     sqlstate="55000",
+                )
+            if key_id in self.enc.missing_key_ids:
+                self.enc.metrics.open_failures += 1
+                raise refusal(
+                    f"pgseal: a value of {column.qualified} names a key that is not in the "
+                    "key store (tampered, or sealed against another key store)",
+                    "run `pgseal audit`; check that service_dsn points at the right database",
+                    sqlstate="XX001",
                 )
             raise NeedKeys(key_ids=frozenset({key_id}))
         self.enc.metrics.values_opened += 1
