@@ -149,3 +149,31 @@ def assert_envelope(value: object, *plaintexts: str) -> None:
     assert len(value) >= 37
     for text in plaintexts:
         assert text.encode() not in value
+
+
+async def assert_never_reached(stack: Stack, *markers: str) -> None:
+    """No statement containing ``markers`` reached Postgres (log_statement=all).
+
+    A control statement sent directly afterwards must show up in the log first,
+    so an absent marker means "never sent", not "not written yet".
+    """
+    control = f"pgseal_control_{os.urandom(6).hex()}"
+    conn = await asyncpg.connect(stack.direct_dsn)
+    try:
+        await conn.execute(f"SELECT '{control}'")
+    finally:
+        await conn.close()
+    for _ in range(200):
+        log = stack.server_log()
+        if control in log:
+            break
+        await asyncio.sleep(0.025)
+    else:
+        raise AssertionError("the control statement never reached the server log")
+    for marker in markers:
+        assert marker not in log, f"{marker!r} reached Postgres"
+
+
+def marker() -> str:
+    """A unique token to put in a statement and look for in the server log."""
+    return f"mk_{os.urandom(6).hex()}"
