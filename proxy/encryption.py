@@ -89,6 +89,7 @@ _ARRAY_OID: Final = {
 } | {"varchar": 1015}
 _TENANT_TYPES: Final = frozenset({"integer", "bigint", "smallint", "uuid", "text", "varchar"})
 _BYTEA_ARRAY_HEADER_OID: Final = 17
+_TEXT_BINARY_TYPES: Final = frozenset({"text", "varchar"})  # binary format = text format
 # How long a key id the key store does not hold is remembered as missing. A
 # message that names one is retried after a key load; without this memory the
 # retry would ask for the same key again, forever. Short, because another pgseal
@@ -625,7 +626,8 @@ class SessionCrypto:
         elif fmt == 1 and column.logical_type != "jsonb" and is_envelope(data):
             # (binary jsonb always starts with its own version byte 0x01)
             candidate = data
-        elif fmt == 0 and data[:4] == b"\\x01":
+        elif (fmt == 0 or column.logical_type in _TEXT_BINARY_TYPES) and data[:4] == b"\\x01":
+            # bytea hex text; text and varchar send the same bytes in binary format
             try:
                 candidate = bytes.fromhex(data[2:].decode("ascii"))
             except (ValueError, UnicodeDecodeError):
