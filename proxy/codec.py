@@ -34,8 +34,10 @@ __all__ = [
     "Execute",
     "FieldDescription",
     "MessageTooLong",
+    "NegotiateProtocolVersion",
     "Parse",
     "ProtocolViolation",
+    "SpecialRequest",
     "StartupMessage",
     "decode_bind",
     "decode_close",
@@ -43,6 +45,7 @@ __all__ = [
     "decode_describe",
     "decode_error_fields",
     "decode_execute",
+    "decode_negotiate_protocol_version",
     "decode_parameter_description",
     "decode_parse",
     "decode_query",
@@ -90,7 +93,9 @@ class MessageTooLong(ProtocolViolation):
 # -- framing -----------------------------------------------------------------
 
 
-def frames(buf: bytes, start: int = 0, limit: int = 1 << 30) -> Iterator[tuple[int, int, int]]:
+def frames(
+    buf: bytes | memoryview, start: int = 0, limit: int = 1 << 30
+) -> Iterator[tuple[int, int, int]]:
     """Yield ``(type, start, end)`` of each complete typed message in ``buf``.
 
     ``end`` is exclusive; the body is ``buf[start + 5 : end]``. Iteration stops
@@ -244,6 +249,9 @@ class SpecialRequest:
     """SSLRequest or GSSENCRequest (``code`` tells which)."""
 
     code: int
+
+    def encode(self) -> bytes:
+        return _U32.pack(8) + _U32.pack(self.code)
 
 
 def startup_length(buf: bytes, limit: int = 10_000) -> int | None:
@@ -559,6 +567,30 @@ def decode_backend_key_data(body: bytes | memoryview) -> tuple[int, bytes]:
     if not 4 <= len(secret) <= 256:
         raise ProtocolViolation("invalid cancel key length")
     return pid, secret
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiateProtocolVersion:
+    """The server's answer to a newer minor version or unknown ``_pq_.`` options.
+
+    pgseal relays it untouched (the client and the server agree on 3.0 or 3.2
+    between themselves); decoding it lets the session know what was agreed.
+    """
+
+    newest_minor: int
+    unrecognised: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        body = _U32.pack(self.newest_minor) + _U32.pack(len(self.unrecognised))
+        return message(b"v", body + b"".join(_cstr(o) for o in self.unrecognised))
+
+
+def decode_negotiate_protocol_version(body: bytes | memoryview) -> NegotiateProtocolVersion:
+    reader = _Reader(body)
+    newest = reader.uint32()
+    options = tuple(reader.cstr() for _ in range(reader.uint32()))
+    reader.done()
+    return NegotiateProtocolVersion(newest, options)
 
 
 def describe(kind: str, name: str) -> bytes:

@@ -409,6 +409,7 @@ class Session:
                 self.statements[parse.name] = PreparedStatement(parse.query, parse.param_types)
                 pending.append((PARSE, parse.name))
             elif kind == 0x51:  # Query
+                self._simple_query_started()
                 query = buf[start + 5 : end - 1]
                 if _SQL_REGISTRY.search(query):
                     self._track_sql_registry(codec.decode_query(buf[start + 5 : end]))
@@ -423,7 +424,10 @@ class Session:
             elif kind in (0x63, 0x66):  # CopyDone, CopyFail
                 if self._copy_in_syncs_ignored:
                     self._copy_in_syncs_ignored = False
-                else:
+                elif pending:
+                    # Sent before the CopyInResponse (or after the COPY failed):
+                    # a marker, dropped once the server's answers reach it. With
+                    # nothing in flight the server ignores it outright.
                     pending.append((COPY_END, None))
             elif kind == 0x46:  # FunctionCall
                 pending.append((FUNCTION, None))
@@ -516,6 +520,7 @@ class Session:
                 # Clients may send CopyData before the CopyInResponse arrives.
                 self._copy_in, crypt.copy_pending = crypt.copy_pending, None
                 self._copy_failed = False
+            self._simple_query_started()
             if _SQL_REGISTRY.search(body):
                 self._track_sql_registry(sql)
             pending.append((QUERY, PortalState()))
@@ -531,31 +536,48 @@ class Session:
         pending.append((CLOSE, close.name))
         return None
 
+    def _simple_query_started(self) -> None:
+        # exec_simple_query begins with drop_unnamed_stmt(): after any Query
+        # the unnamed statement (and the unnamed portal) no longer exist.
+        if "" in self.statements:
+            del self.statements[""]
+            if self.crypt is not None:
+                self.crypt.forget_statement("")
+        self.portals.pop("", None)
+
     def _track_sql_registry(self, sql: str) -> None:
-        # Only the first statement of a Query string is cheap to attribute;
-        # drivers send PREPARE/DEALLOCATE/DISCARD on their own.
+        # Statements are split on ';' (a literal containing one can only make
+        # the registry forget a statement, never invent one); drivers send
+        # PREPARE/DEALLOCATE/DISCARD on their own.
+        #
+        # Postgres keeps named protocol-level statements and SQL PREPAREd ones
+        # in one table, so DEALLOCATE name/ALL act on both, and DISCARD ALL
+        # includes DEALLOCATE ALL; DISCARD PLANS only drops cached plans.
         for statement in sql.split(";"):
             if match := _PREPARE.match(statement):
                 name = _ident(match.group(1))
                 self.statements[name] = PreparedStatement(statement, sql_level=True)
             elif match := _DEALLOCATE.match(statement):
-                name = _ident(match.group(1))
-                if name == "all":
-                    self._drop_sql_statements(protocol_too=False)
+                raw = match.group(1)
+                if raw.lower() == "all":
+                    self._drop_named_statements()
                 else:
-                    self.statements.pop(name, None)
-            elif match := _DISCARD.match(statement):
-                self._drop_sql_statements(protocol_too=True)
-                if match.group(1).lower() == "all":
-                    self.portals.clear()
+                    self._forget_statement(_ident(raw))
+            elif (match := _DISCARD.match(statement)) and match.group(1).lower() == "all":
+                self._drop_named_statements()
+                self.portals.clear()
 
-    def _drop_sql_statements(self, *, protocol_too: bool) -> None:
-        if protocol_too:
-            self.statements.clear()
-            if self.crypt is not None:
-                self.crypt.forget_all_statements()
-        else:
-            self.statements = {k: v for k, v in self.statements.items() if not v.sql_level}
+    def _forget_statement(self, name: str) -> None:
+        self.statements.pop(name, None)
+        if self.crypt is not None:
+            self.crypt.forget_statement(name)
+
+    def _drop_named_statements(self) -> None:
+        for name in [n for n in self.statements if n]:
+            self._forget_statement(name)
+        if self.crypt is not None:
+            for name in [n for n in self.crypt.statements if n]:
+                self.crypt.forget_statement(name)
 
     # -- server side -------------------------------------------------------------
     def server_connected(self) -> None:
@@ -883,6 +905,8 @@ class Session:
             self.client_data(b"")
 
     def _server_error(self, head: int) -> None:
+        # An error ends copy-in mode: from now on the server answers Sync again.
+        self._copy_in_syncs_ignored = False
         pending = self._pending
         if head in (QUERY, FUNCTION, SYNC):
             return  # the ReadyForQuery that follows ends it
@@ -892,7 +916,9 @@ class Session:
 
     def _copy_in_started(self) -> None:
         # Syncs the client pipelined behind the COPY are ignored by the server.
-        entries = list(self._pending)
+        # The deque is changed in place: the server loops hold a reference.
+        pending = self._pending
+        entries = list(pending)
         kept = entries[:1]
         ended = False
         for entry in entries[1:]:
@@ -902,7 +928,8 @@ class Session:
                 ended = True
                 continue
             kept.append(entry)
-        self._pending = deque(kept)
+        pending.clear()
+        pending.extend(kept)
         if not ended:
             self._copy_in_syncs_ignored = True
 
