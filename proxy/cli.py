@@ -33,7 +33,7 @@ from types import FrameType
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
-from proxy import cli_keys
+from proxy import cli_dba, cli_keys
 from proxy.logging_setup import configure_logging
 from rules.config import (
     LOG_FORMATS,
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_demo(commands)
     cli_keys.register(commands)
+    cli_dba.register(commands)
     return parser
 
 
