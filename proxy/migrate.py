@@ -155,11 +155,6 @@ async def plan_tables(
         for column in table.columns.values():
             if column.name not in found.columns:
                 raise JobError(f"{column.qualified} does not exist; run `pgseal rules check`")
-            if column.searchable and column.searchable not in found.columns:
-                raise JobError(
-                    f"blind-index column {name}.{column.searchable} does not exist; "
-                    "run `pgseal rules check --apply`"
-                )
         if table.tenant_column not in found.columns:
             raise JobError(f"tenant column {name}.{table.tenant_column} does not exist")
         key_types = tuple(found.columns[k] for k in found.primary_key)
@@ -177,21 +172,21 @@ def _table_sql(plan: TablePlan) -> str:
 
 
 def _select_sql(plan: TablePlan, *, resume: bool, lock: bool) -> str:
-    pk = ", ".join(quote_ident(k) for k in plan.primary_key)
-    keys = ", ".join(f"{quote_ident(k)}::text" for k in plan.primary_key)
-    values = ", ".join(quote_ident(c.name) for c in plan.columns)
+    # Everything qualified with the alias: a bare ORDER BY name would sort by the
+    # output column of the same name, the key's *text* (lexicographic order).
+    pk = ", ".join(f"t.{quote_ident(k)}" for k in plan.primary_key)
+    keys = ", ".join(f"t.{quote_ident(k)}::text AS k{i}" for i, k in enumerate(plan.primary_key))
+    values = ", ".join(f"t.{quote_ident(c.name)}" for c in plan.columns)
     where = ""
     if resume:
         bound = ", ".join(f"($1::text[])[{i}]::{t}" for i, t in enumerate(plan.key_types, start=1))
         where = (
-            f" WHERE ({pk}) > ({bound})"
-            if len(plan.primary_key) > 1
-            else (f" WHERE {pk} > {bound}")
+            f" WHERE ({pk}) > ({bound})" if len(plan.primary_key) > 1 else f" WHERE {pk} > {bound}"
         )
     limit = "$2" if resume else "$1"
     return (
-        f"SELECT {keys}, {quote_ident(plan.table.tenant_column)}::text, {values} "
-        f"FROM {_table_sql(plan)}{where} ORDER BY {pk} LIMIT {limit}"
+        f"SELECT {keys}, t.{quote_ident(plan.table.tenant_column)}::text AS tenant, {values} "
+        f"FROM {_table_sql(plan)} AS t{where} ORDER BY {pk} LIMIT {limit}"
         + (" FOR UPDATE" if lock else "")
     )
 
@@ -228,16 +223,14 @@ def _update_sql(plan: TablePlan) -> str:
 
 def _envelope(column: ProtectedColumn, stored: bytes | str) -> bytes | None:
     """The envelope in a stored value, or None when it is not one (plaintext)."""
-    if column.storage == "text":
-        assert isinstance(stored, str)
-        if not is_armored(stored):
+    if isinstance(stored, str):  # text storage, or a dry run before the type change
+        if column.storage != "text" or not is_armored(stored):
             return None
         try:
             return dearmor(stored, column.qualified)
         except CryptoError:
             return None
-    assert isinstance(stored, bytes)
-    return stored if is_envelope(stored) else None
+    return stored if column.storage == "bytea" and is_envelope(stored) else None
 
 
 def _plaintext(column: ProtectedColumn, stored: bytes | str) -> bytes:
@@ -424,6 +417,10 @@ async def run_table(
         last_key, seen, _ = await _start_job(connection, job, plan.name, restart)
     else:
         last_key, seen = None, 0
+        for column in plan.columns:
+            physical = plan.live.columns[column.name]
+            if job == "migrate" and physical != column.storage:
+                result.converted.append(f"{column.name}: {physical} -> {column.storage} (planned)")
     result.resumed_from = seen
     total = max(await _estimate_rows(connection, plan), seen)
     ctx = _Context(job, None if dry_run else crypto, old_key_ids, result)
@@ -522,13 +519,21 @@ async def _convert_storage(
         for c in plan.columns
         if plan.live.columns[c.name] != c.storage
     ]
-    if not todo:
+    indexes = [
+        c.searchable for c in plan.columns if c.searchable and c.searchable not in plan.live.columns
+    ]
+    if not todo and not indexes:
         return
     async with connection.transaction():
         await connection.execute(CANONICAL_SETTINGS_SQL)
         for column, physical in todo:
             await connection.execute(storage_conversion_sql(column, physical))
             result.converted.append(f"{column.name}: {physical} -> {column.storage}")
+        for name in indexes:
+            await connection.execute(
+                f"ALTER TABLE {_table_sql(plan)} ADD COLUMN {quote_ident(name)} bytea"
+            )
+            result.converted.append(f"{name}: added (blind index)")
 
 
 async def _install_guards(
