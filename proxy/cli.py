@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from proxy import cli_keys
+from proxy import cli_dba, cli_keys
 from proxy.logging_setup import configure_logging
 from rules.config import (
     LOG_FORMATS,
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_demo(commands)
     cli_keys.register(commands)
+    cli_dba.register(commands)
     return parser
 
 
