@@ -342,15 +342,19 @@ class Proxy:
         return await asyncio.open_connection(s.upstream_host, s.upstream_port)
 
     # -- upstream ---------------------------------------------------------------------
+    @property
+    def upstream_address(self) -> str:
+        """Where the upstream is, for error messages (never with credentials)."""
+        s = self.settings
+        if s.upstream_socket_dir:
+            return f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
+        return f"{s.upstream_host}:{s.upstream_port}"
+
     async def connect_upstream(self, conn: ClientConnection) -> None:
         """Open the upstream leg (TLS per ``tls_upstream``) and attach it to ``conn``."""
         s = self.settings
         loop = asyncio.get_running_loop()
-        where = (
-            f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
-            if s.upstream_socket_dir
-            else f"{s.upstream_host}:{s.upstream_port}"
-        )
+        where = self.upstream_address
         try:
             sock = await asyncio.wait_for(self._upstream_socket(), s.connect_timeout)
             use_tls = False
@@ -389,7 +393,9 @@ class Proxy:
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             reason = (
-                "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+                f"timed out after {s.connect_timeout:g} s (limits.connect_timeout_seconds)"
+                if isinstance(exc, TimeoutError)
+                else str(exc) or type(exc).__name__
             )
             conn.upstream_failed(
                 "08001",
@@ -475,6 +481,7 @@ class ClientConnection(asyncio.Protocol):
         self.upstream: UpstreamConnection | None = None
         self.started = time.monotonic()
         self.last_activity = self.started
+        self.upstream_since: float | None = None
         self._closed = False
         self._upgrading = False
         self._paused_by_upstream = False
@@ -633,6 +640,7 @@ class ClientConnection(asyncio.Protocol):
             upstream.close(terminate=False)
             return
         self.upstream = upstream
+        self.upstream_since = time.monotonic()
         self.session.upstream_tls = tls
         self.session.server_connected()
         self.pump()
@@ -650,8 +658,30 @@ class ClientConnection(asyncio.Protocol):
         self.pump()
 
     def check_timers(self, now: float, settings: ProxySettings) -> None:
+        """Enforce the limits' timeouts (called every half second).
+
+        The startup deadline counts from accept, not from the last byte, so a
+        client that dribbles a startup packet (slowloris) holds its one slot
+        for ``startup_timeout`` at most. An upstream that accepted TCP but has
+        not said a word within ``connect_timeout`` of getting the startup
+        packet is as unreachable as one that refuses: the client is told so
+        instead of waiting for the whole startup timeout.
+        """
         phase = self.session.phase
-        if phase in (Phase.STARTUP, Phase.CONNECTING, Phase.AUTH):
+        if (
+            phase is Phase.AUTH
+            and self.upstream_since is not None
+            and self.session.bytes_from_server == 0
+            and now - self.upstream_since > settings.connect_timeout
+        ):
+            self.upstream_failed(
+                "08001",
+                f"pgseal: the database server at {self.proxy.upstream_address} accepted the "
+                f"connection but did not answer within {settings.connect_timeout:g} s "
+                "(limits.connect_timeout_seconds)",
+                "Check that PostgreSQL is running and not overloaded.",
+            )
+        elif phase in (Phase.STARTUP, Phase.CONNECTING, Phase.AUTH):
             if now - self.started > settings.startup_timeout:
                 self.session._fatal("08006", "pgseal: timeout waiting for startup to complete")
                 self.pump()
