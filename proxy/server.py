@@ -20,6 +20,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -81,6 +82,7 @@ class ProxySettings:
     reuse_port: bool = False
     metrics_host: str | None = None
     metrics_port: int = 0
+    worker: int | None = None  # index under ``serve --workers N``; None: the only process
 
     @classmethod
     def from_config(cls, config: Config) -> ProxySettings:
@@ -189,7 +191,15 @@ class Proxy:
             self._listeners.append(sock)
             loop.add_reader(sock.fileno(), self._on_acceptable, sock)
         self._timer = asyncio.create_task(self._timers())
-        log.info("listening on %s", ", ".join(self.addresses))
+        if s.worker is None:
+            log.info("listening on %s", ", ".join(self.addresses))
+        else:
+            log.info(
+                "worker %d listening on %s",
+                s.worker,
+                ", ".join(self.addresses),
+                extra={"worker": s.worker, "pid": os.getpid()},
+            )
 
     @property
     def addresses(self) -> list[str]:
@@ -598,16 +608,17 @@ class ClientConnection(asyncio.Protocol):
         self.pump()
 
     def _log_open(self, action: ConnectUpstream) -> None:
-        log.info(
-            "connection opened",
-            extra={
-                "conn_id": self.conn_id,
-                "client": _format_addr(self.addr),
-                "user": action.startup.params.get("user"),
-                "database": action.startup.params.get("database"),
-                "tls": self.session.client_tls,
-            },
-        )
+        extra: dict[str, object] = {
+            "conn_id": self.conn_id,
+            "client": _format_addr(self.addr),
+            "user": action.startup.params.get("user"),
+            "database": action.startup.params.get("database"),
+            "tls": self.session.client_tls,
+        }
+        if self.proxy.settings.worker is not None:
+            # conn_id counts per process: the pid tells the workers' lines apart.
+            extra["pid"] = os.getpid()
+        log.info("connection opened", extra=extra)
 
     async def _start_tls(self) -> None:
         assert self.transport is not None
@@ -796,9 +807,27 @@ async def serve(
             loop.remove_signal_handler(sig)
 
 
-def run(config: Config) -> int:
-    """Blocking entry point of ``pgseal serve``."""
+def run(config: Config, *, workers: int = 1, worker: int | None = None) -> int:
+    """Blocking entry point of ``pgseal serve``.
+
+    ``workers > 1`` hands over to the supervisor (``proxy.workers``), which
+    calls this again in each forked worker with ``worker`` set: the listen
+    socket is then shared (SO_REUSEPORT), and a metrics port other than 0 is
+    offset by the worker's index so that each worker can be scraped.
+    """
+    if workers > 1:
+        from proxy.workers import run_workers
+
+        _disable_core_dumps()
+        return run_workers(config, workers)
     settings = ProxySettings.from_config(config)
+    if worker is not None:
+        settings = replace(
+            settings,
+            worker=worker,
+            reuse_port=True,
+            metrics_port=settings.metrics_port + worker if settings.metrics_port else 0,
+        )
     source = config.source
 
     def reload(proxy: Proxy) -> None:
