@@ -142,7 +142,26 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=LOG_LEVELS,
         help="least severe level to log (overrides 'log_level'; default info)",
     )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        type=_worker_count,
+        default=1,
+        help="run N server processes sharing the listen port (SO_REUSEPORT), supervised "
+        "by this one; each has its own caches, kept consistent by key-change "
+        "notifications; limits apply per worker (default 1: a single process)",
+    )
     serve.set_defaults(handler=_serve)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 256, got {count}")
+    return count
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -207,4 +226,4 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_format, config.log_level)
     from proxy.server import run  # imported here: the server's imports are heavy
 
-    return run(config)
+    return run(config) if args.workers == 1 else run(config, workers=args.workers)

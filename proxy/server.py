@@ -20,6 +20,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -81,6 +82,7 @@ class ProxySettings:
     reuse_port: bool = False
     metrics_host: str | None = None
     metrics_port: int = 0
+    worker: int | None = None  # index under ``serve --workers N``; None: the only process
 
     @classmethod
     def from_config(cls, config: Config) -> ProxySettings:
@@ -189,7 +191,15 @@ class Proxy:
             self._listeners.append(sock)
             loop.add_reader(sock.fileno(), self._on_acceptable, sock)
         self._timer = asyncio.create_task(self._timers())
-        log.info("listening on %s", ", ".join(self.addresses))
+        if s.worker is None:
+            log.info("listening on %s", ", ".join(self.addresses))
+        else:
+            log.info(
+                "worker %d listening on %s",
+                s.worker,
+                ", ".join(self.addresses),
+                extra={"worker": s.worker, "pid": os.getpid()},
+            )
 
     @property
     def addresses(self) -> list[str]:
@@ -342,15 +352,19 @@ class Proxy:
         return await asyncio.open_connection(s.upstream_host, s.upstream_port)
 
     # -- upstream ---------------------------------------------------------------------
+    @property
+    def upstream_address(self) -> str:
+        """Where the upstream is, for error messages (never with credentials)."""
+        s = self.settings
+        if s.upstream_socket_dir:
+            return f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
+        return f"{s.upstream_host}:{s.upstream_port}"
+
     async def connect_upstream(self, conn: ClientConnection) -> None:
         """Open the upstream leg (TLS per ``tls_upstream``) and attach it to ``conn``."""
         s = self.settings
         loop = asyncio.get_running_loop()
-        where = (
-            f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
-            if s.upstream_socket_dir
-            else f"{s.upstream_host}:{s.upstream_port}"
-        )
+        where = self.upstream_address
         try:
             sock = await asyncio.wait_for(self._upstream_socket(), s.connect_timeout)
             use_tls = False
@@ -389,7 +403,9 @@ class Proxy:
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             reason = (
-                "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+                f"timed out after {s.connect_timeout:g} s (limits.connect_timeout_seconds)"
+                if isinstance(exc, TimeoutError)
+                else str(exc) or type(exc).__name__
             )
             conn.upstream_failed(
                 "08001",
@@ -475,6 +491,7 @@ class ClientConnection(asyncio.Protocol):
         self.upstream: UpstreamConnection | None = None
         self.started = time.monotonic()
         self.last_activity = self.started
+        self.upstream_since: float | None = None
         self._closed = False
         self._upgrading = False
         self._paused_by_upstream = False
@@ -591,16 +608,17 @@ class ClientConnection(asyncio.Protocol):
         self.pump()
 
     def _log_open(self, action: ConnectUpstream) -> None:
-        log.info(
-            "connection opened",
-            extra={
-                "conn_id": self.conn_id,
-                "client": _format_addr(self.addr),
-                "user": action.startup.params.get("user"),
-                "database": action.startup.params.get("database"),
-                "tls": self.session.client_tls,
-            },
-        )
+        extra: dict[str, object] = {
+            "conn_id": self.conn_id,
+            "client": _format_addr(self.addr),
+            "user": action.startup.params.get("user"),
+            "database": action.startup.params.get("database"),
+            "tls": self.session.client_tls,
+        }
+        if self.proxy.settings.worker is not None:
+            # conn_id counts per process: the pid tells the workers' lines apart.
+            extra["pid"] = os.getpid()
+        log.info("connection opened", extra=extra)
 
     async def _start_tls(self) -> None:
         assert self.transport is not None
@@ -633,6 +651,7 @@ class ClientConnection(asyncio.Protocol):
             upstream.close(terminate=False)
             return
         self.upstream = upstream
+        self.upstream_since = time.monotonic()
         self.session.upstream_tls = tls
         self.session.server_connected()
         self.pump()
@@ -650,8 +669,30 @@ class ClientConnection(asyncio.Protocol):
         self.pump()
 
     def check_timers(self, now: float, settings: ProxySettings) -> None:
+        """Enforce the limits' timeouts (called every half second).
+
+        The startup deadline counts from accept, not from the last byte, so a
+        client that dribbles a startup packet (slowloris) holds its one slot
+        for ``startup_timeout`` at most. An upstream that accepted TCP but has
+        not said a word within ``connect_timeout`` of getting the startup
+        packet is as unreachable as one that refuses: the client is told so
+        instead of waiting for the whole startup timeout.
+        """
         phase = self.session.phase
-        if phase in (Phase.STARTUP, Phase.CONNECTING, Phase.AUTH):
+        if (
+            phase is Phase.AUTH
+            and self.upstream_since is not None
+            and self.session.bytes_from_server == 0
+            and now - self.upstream_since > settings.connect_timeout
+        ):
+            self.upstream_failed(
+                "08001",
+                f"pgseal: the database server at {self.proxy.upstream_address} accepted the "
+                f"connection but did not answer within {settings.connect_timeout:g} s "
+                "(limits.connect_timeout_seconds)",
+                "Check that PostgreSQL is running and not overloaded.",
+            )
+        elif phase in (Phase.STARTUP, Phase.CONNECTING, Phase.AUTH):
             if now - self.started > settings.startup_timeout:
                 self.session._fatal("08006", "pgseal: timeout waiting for startup to complete")
                 self.pump()
@@ -766,9 +807,27 @@ async def serve(
             loop.remove_signal_handler(sig)
 
 
-def run(config: Config) -> int:
-    """Blocking entry point of ``pgseal serve``."""
+def run(config: Config, *, workers: int = 1, worker: int | None = None) -> int:
+    """Blocking entry point of ``pgseal serve``.
+
+    ``workers > 1`` hands over to the supervisor (``proxy.workers``), which
+    calls this again in each forked worker with ``worker`` set: the listen
+    socket is then shared (SO_REUSEPORT), and a metrics port other than 0 is
+    offset by the worker's index so that each worker can be scraped.
+    """
+    if workers > 1:
+        from proxy.workers import run_workers
+
+        _disable_core_dumps()
+        return run_workers(config, workers)
     settings = ProxySettings.from_config(config)
+    if worker is not None:
+        settings = replace(
+            settings,
+            worker=worker,
+            reuse_port=True,
+            metrics_port=settings.metrics_port + worker if settings.metrics_port else 0,
+        )
     source = config.source
 
     def reload(proxy: Proxy) -> None:
