@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, cast
 
 from crypto.errors import CryptoError
 from proxy import codec
+from proxy.auth import AuthStore, TerminateConfig, peer_end_point_hash, server_end_point_hash
 from proxy.encryption import Encryption
 from proxy.metrics import Metrics, start_metrics_server
 from proxy.session import (
@@ -39,6 +40,7 @@ from proxy.session import (
     ConnectUpstream,
     ForwardCancel,
     LoadKeys,
+    LookupSecret,
     Phase,
     RefreshCatalog,
     RegisterCancelKey,
@@ -48,7 +50,7 @@ from proxy.session import (
 )
 
 if TYPE_CHECKING:
-    from rules.config import Config
+    from rules.config import AuthConfig, Config
 
 __all__ = ["Proxy", "ProxySettings", "run", "serve"]
 
@@ -83,6 +85,10 @@ class ProxySettings:
     metrics_host: str | None = None
     metrics_port: int = 0
     worker: int | None = None  # index under ``serve --workers N``; None: the only process
+    #: None: authentication is relayed (auth.mode: passthrough).
+    auth: AuthConfig | None = None
+    #: For auth_query (may hold a password: never in the repr).
+    service_dsn: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: Config) -> ProxySettings:
@@ -108,6 +114,8 @@ class ProxySettings:
             shutdown_grace=limits.shutdown_grace_seconds,
             metrics_host=config.metrics_listen.host if config.metrics_listen else None,
             metrics_port=config.metrics_listen.port if config.metrics_listen else 0,
+            auth=config.auth if config.auth.mode == "terminate" else None,
+            service_dsn=config.service_dsn,
         )
 
 
@@ -132,6 +140,20 @@ class Proxy:
         self.cancel_keys: dict[int, _CancelTarget] = {}
         self.client_tls = self._client_tls_context()
         self.upstream_tls = self._upstream_tls_context()
+        self.auth_store: AuthStore | None = None
+        self.terminate: TerminateConfig | None = None
+        if settings.auth is not None:
+            self.auth_store = AuthStore(settings.auth, settings.service_dsn)
+            self.terminate = TerminateConfig(
+                channel_binding=(
+                    server_end_point_hash(settings.tls_cert.read_text())
+                    if self.client_tls is not None and settings.tls_cert is not None
+                    else None
+                ),
+                mock_seed=self.auth_store.mock_seed,
+                upstream_user=settings.auth.upstream_user,
+                upstream_password=settings.auth.upstream_password,
+            )
         self._ids = itertools.count(1)
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[object]] = set()
@@ -241,6 +263,8 @@ class Proxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)
+        if self.auth_store is not None:
+            await self.auth_store.close()
 
     async def refresh_catalog(self) -> None:
         """Re-read the catalog map (DDL on a configured table went through).
@@ -483,6 +507,7 @@ class ClientConnection(asyncio.Protocol):
             limits=SessionLimits(max_message_size=s.max_message_size),
             tls_available=proxy.client_tls is not None and not direct_tls,
             tls_required=s.tls_client == "require" and proxy.client_tls is not None,
+            terminate=proxy.terminate,
         )
         self.session.client_tls = direct_tls
         self.session.encryption = proxy.encryption
@@ -495,12 +520,25 @@ class ClientConnection(asyncio.Protocol):
         self._closed = False
         self._upgrading = False
         self._paused_by_upstream = False
+        self._direct_tls = direct_tls
 
     # -- asyncio callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
         self.proxy.connections.add(self)
+        if self._direct_tls:
+            ssl_object = transport.get_extra_info("ssl_object")
+            alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if alpn != "postgresql":
+                # As PostgreSQL 17: direct TLS must say it speaks postgresql,
+                # so a TLS connection meant for another service is never read as ours.
+                self.session._fatal(
+                    "08P01",
+                    "pgseal: received direct SSL connection request without ALPN protocol "
+                    "negotiation extension 'postgresql'",
+                )
+                self.pump()
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -574,12 +612,26 @@ class ClientConnection(asyncio.Protocol):
             self.proxy.spawn(self._start_tls())
         elif isinstance(action, ForwardCancel):
             self.proxy.spawn(self.proxy.forward_cancel(action))
+        elif isinstance(action, LookupSecret):
+            self.proxy.spawn(self._lookup_secret(action.user))
         elif isinstance(action, LoadKeys):
             self.proxy.spawn(self._load_keys(action))
         elif isinstance(action, RefreshCatalog):
             self.proxy.spawn(self._refresh_catalog())
         elif isinstance(action, Close):
             self.close()
+
+    async def _lookup_secret(self, user: str) -> None:
+        store = self.proxy.auth_store
+        assert store is not None
+        try:
+            secret = await asyncio.wait_for(store.lookup(user), self.proxy.settings.connect_timeout)
+        except Exception as exc:  # the login must fail, never hang
+            log.error("auth lookup failed: %s: %s", type(exc).__name__, exc)
+            self.session.secret_lookup_failed()
+        else:
+            self.session.secret_found(secret)
+        self.pump()
 
     async def _refresh_catalog(self) -> None:
         # The session holds the client's next messages until the map is fresh,
@@ -653,6 +705,10 @@ class ClientConnection(asyncio.Protocol):
         self.upstream = upstream
         self.upstream_since = time.monotonic()
         self.session.upstream_tls = tls
+        if tls and upstream.transport is not None:
+            self.session.upstream_cert_hash = peer_end_point_hash(
+                upstream.transport.get_extra_info("ssl_object")
+            )
         self.session.server_connected()
         self.pump()
 

@@ -13,7 +13,12 @@ States (``Phase``) and their rules:
   connection closes; a StartupMessage becomes ``ConnectUpstream``.
 - ``AUTH``: authentication is relayed message by message until the server's
   first ReadyForQuery. pgseal swaps the server's BackendKeyData for its own so
-  a cancel can never be forged for another client's backend.
+  a cancel can never be forged for another client's backend. With
+  ``auth.mode: terminate`` (``terminate`` given) the order differs: STARTUP ->
+  AUTH (``LookupSecret``, then pgseal itself runs SCRAM with the client, see
+  ``proxy.auth``) -> CONNECTING -> AUTH (pgseal answers the server's
+  authentication requests; from AuthenticationOk on the server's messages
+  are relayed as in pass-through).
 - ``READY``: normal operation. Every forwarded frontend message that the
   server answers is recorded in ``_pending`` (a queue of expectations); each
   backend message advances it. The queue is what lets pgseal insert an error of
@@ -43,6 +48,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from proxy import codec
+from proxy.auth import (
+    AUTH_OK,
+    AUTH_SASL_CONTINUE,
+    AUTH_SASL_FINAL,
+    AuthError,
+    ClientScram,
+    TerminateConfig,
+    UpstreamLogin,
+    UserSecret,
+    auth_request,
+)
 from proxy.codec import ProtocolViolation
 from proxy.copy_stream import CopyIn, CopyOut
 from proxy.encryption import NO_PROTECTED, NeedKeys, PortalState, Refused, redact_envelopes
@@ -56,6 +72,7 @@ __all__ = [
     "ConnectUpstream",
     "ForwardCancel",
     "LoadKeys",
+    "LookupSecret",
     "Phase",
     "RefreshCatalog",
     "RegisterCancelKey",
@@ -103,6 +120,13 @@ class RegisterCancelKey:
 
 
 @dataclass(frozen=True, slots=True)
+class LookupSecret:
+    """Find ``user``'s SCRAM secret, then call ``Session.secret_found`` (terminate mode)."""
+
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     reason: str
 
@@ -127,6 +151,7 @@ Action = (
     | Close
     | LoadKeys
     | RefreshCatalog
+    | LookupSecret
 )
 
 
@@ -206,6 +231,7 @@ class Session:
         limits: SessionLimits | None = None,
         tls_available: bool = False,
         tls_required: bool = False,
+        terminate: TerminateConfig | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.limits = limits or SessionLimits()
@@ -214,6 +240,14 @@ class Session:
         self.client_tls = False
         self.upstream_tls = False
         self._sasl_started = False
+        # auth.mode: terminate (None: authentication is relayed).
+        self.terminate = terminate
+        self._client_scram: ClientScram | None = None
+        self._upstream_login: UpstreamLogin | None = None
+        self._upstream_startup: codec.StartupMessage | None = None
+        self._upstream_authenticated = False
+        #: tls-server-end-point data of the server's certificate (set by the adapter).
+        self.upstream_cert_hash: bytes | None = None
         self.phase = Phase.STARTUP
         self.to_client: list[bytes] = []
         self.to_server: list[bytes] = []
@@ -279,6 +313,16 @@ class Session:
         self._cbuf = bytes(buf)
 
     def _client_startup(self, buf: bytes) -> bytes:
+        if buf[:1] == b"\x16" and not self.client_tls:
+            # A TLS ClientHello where a startup packet belongs: direct TLS
+            # (sslnegotiation=direct) that the adapter did not take.
+            self._fatal(
+                "08P01",
+                "pgseal: received a direct TLS connection, which is not enabled",
+                hint="Set tls.direct: true (with tls.cert and tls.key) in pgseal's config, "
+                "or connect with sslnegotiation=postgres.",
+            )
+            return b""
         while self.phase is Phase.STARTUP:
             length = codec.startup_length(buf, self.limits.max_startup_size)
             if length is None:
@@ -310,11 +354,17 @@ class Session:
             self.startup = request
             if self.encryption is not None:
                 self.crypt = self.encryption.session(request.params)
+            if self.terminate is not None:
+                self.phase = Phase.AUTH
+                self.actions.append(LookupSecret(request.params["user"]))
+                return buf
             self.phase = Phase.CONNECTING
             self.actions.append(ConnectUpstream(request))
         return buf
 
     def _client_auth(self, buf: bytes) -> bytes:
+        if self.terminate is not None:
+            return self._client_auth_terminated(buf)
         last = 0
         for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
             last = end
@@ -334,6 +384,102 @@ class Session:
         if last:
             self.to_server.append(buf[:last])
         return buf[last:]
+
+    # -- terminate mode ------------------------------------------------------------
+    def secret_found(self, secret: UserSecret | None) -> None:
+        """The user's secret (None: unknown): offer SCRAM to the client."""
+        terminate = self.terminate
+        if self.phase is not Phase.AUTH or terminate is None or self.startup is None:
+            return
+        self._client_scram = ClientScram(
+            self.startup.params["user"],
+            secret,
+            terminate.channel_binding if self.client_tls else None,
+            terminate.mock_seed,
+        )
+        self.to_client.append(codec.encode_sasl_mechanisms(self._client_scram.mechanisms))
+        if self._cbuf:
+            self.client_data(b"")
+
+    def secret_lookup_failed(self) -> None:
+        """The secret store is unreachable: nobody can log in now (no user is singled out)."""
+        self._fatal(
+            "28000",
+            "pgseal: cannot authenticate now: the auth_query on the service connection failed",
+            hint="Check service_dsn and auth.auth_query; pgseal's log has the cause.",
+        )
+
+    def _client_auth_terminated(self, buf: bytes) -> bytes:
+        scram = self._client_scram
+        if scram is None or self._upstream_startup is not None:
+            return buf  # waiting for the secret, or for the upstream login
+        last = 0
+        for kind, start, end in codec.frames(buf, 0, self.limits.max_startup_size):
+            last = end
+            if kind == 0x58:  # Terminate: the client gave up
+                self._close("client terminated during authentication")
+                return b""
+            if kind != 0x70:
+                raise ProtocolViolation(f"expected SASL response, got message type {kind}")
+            body = buf[start + 5 : end]
+            try:
+                if not self._sasl_started:
+                    mechanism, data = codec.decode_sasl_initial(body)
+                    self.to_client.append(
+                        auth_request(AUTH_SASL_CONTINUE, scram.initial(mechanism, data))
+                    )
+                    self._sasl_started = True
+                    continue
+                self.to_client.append(auth_request(AUTH_SASL_FINAL, scram.final(body)))
+            except AuthError as exc:
+                log.info("conn %d: client authentication failed: %s", self.conn_id, exc.message)
+                self._fatal(exc.sqlstate, exc.message, exc.hint)
+                return b""
+            self._client_authenticated()
+            return buf[end:]
+        return buf[last:]
+
+    def _client_authenticated(self) -> None:
+        """The client proved its password: log in upstream on its behalf."""
+        assert self.startup is not None
+        assert self.terminate is not None
+        params = dict(self.startup.params)
+        if self.terminate.upstream_user is not None:
+            params["user"] = self.terminate.upstream_user
+        self._upstream_startup = codec.StartupMessage(self.startup.protocol, params)
+        self.phase = Phase.CONNECTING
+        self.actions.append(ConnectUpstream(self.startup))
+
+    def _upstream_auth(self, body: bytes) -> bool:
+        """Answer one Authentication* request; True when the client should see it."""
+        login = self._upstream_login
+        assert login is not None
+        code, payload = codec.decode_auth(body)
+        if code == AUTH_OK:
+            self._upstream_authenticated = True
+            return True
+        try:
+            reply = login.answer(code, payload)
+        except AuthError as exc:
+            log.warning("conn %d: upstream login failed: %s", self.conn_id, exc.message)
+            self._fatal(exc.sqlstate, exc.message, exc.hint)
+            return False
+        if reply:
+            self.to_server.append(reply)
+        return False
+
+    def _upstream_refused(self, body: bytes) -> None:
+        """The server refused pgseal's login: say so, the client's password was right."""
+        fields = codec.decode_error_fields(body)
+        user = self._upstream_startup.params["user"] if self._upstream_startup else "?"
+        self._fatal(
+            fields.get("C", "28000"),
+            f'pgseal: the database server refused pgseal\'s login as "{user}": '
+            f"{fields.get('M', 'no message')}",
+            hint="The client's password was accepted by pgseal. Check auth.upstream_user / "
+            "auth.upstream_password, or that the secret in auth_file matches the server's "
+            "(pg_authid), or pg_hba.conf for pgseal's address.",
+        )
 
     def _client_messages(self, buf: bytes) -> bytes:
         """Frame, track and forward client messages; one output chunk per call."""
@@ -583,7 +729,22 @@ class Session:
     def server_connected(self) -> None:
         """The upstream connection is up: send the startup packet and go on."""
         assert self.startup is not None
-        self.to_server.append(self.startup.encode())
+        if self._upstream_startup is not None and self.terminate is not None:
+            scram = self._client_scram
+            secret = scram.secret if scram else None
+            password, client_key = self.terminate.upstream_credentials(
+                secret, scram.client_key if scram else None
+            )
+            self._upstream_login = UpstreamLogin(
+                self._upstream_startup.params["user"],
+                password=password,
+                client_key=client_key,
+                secret=secret,
+                server_cert_hash=self.upstream_cert_hash,
+            )
+            self.to_server.append(self._upstream_startup.encode())
+        else:
+            self.to_server.append(self.startup.encode())
         self.phase = Phase.AUTH
         if self._cbuf:
             pending, self._cbuf = self._cbuf, b""
@@ -626,6 +787,14 @@ class Session:
                 )
                 self.to_client.append(codec.backend_key_data(self.cancel_pid, self.cancel_secret))
                 continue
+            if kind == 0x52 and self._upstream_login is not None:
+                if not self._upstream_auth(body):
+                    if self.phase is Phase.CLOSED:
+                        return b""
+                    continue
+            elif kind == _T_ERROR and self._upstream_login and not self._upstream_authenticated:
+                self._upstream_refused(body)
+                return b""
             if kind == 0x53:  # ParameterStatus
                 self._note_parameter(body)
             elif kind == 0x52 and body[:4] == b"\x00\x00\x00\x0a":  # AuthenticationSASL
