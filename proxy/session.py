@@ -902,7 +902,9 @@ class Session:
                 ended = True
                 continue
             kept.append(entry)
-        self._pending = deque(kept)
+        # In place: the message loops that call this hold a reference to the deque.
+        self._pending.clear()
+        self._pending.extend(kept)
         if not ended:
             self._copy_in_syncs_ignored = True
 
