@@ -64,6 +64,7 @@ from rules.plan_types import (
     TenantFromParam,
     TenantLiteral,
     TenantSource,
+    TenantValue,
 )
 
 if TYPE_CHECKING:
@@ -434,7 +435,7 @@ class SessionCrypto:
         return codec.encode_bind(
             bind.portal,
             bind.statement,
-            [*formats, *([1] * len(added))],
+            [*formats, *plan.formats_added],
             [*values, *added],
             bind.result_formats,
         )
@@ -692,7 +693,10 @@ class SessionCrypto:
         source = slot.source
         # Writes seal before they index, so a missing tenant of a write is
         # reported by its Seal; an index without a Seal is a search.
-        tenant = self._tenant(slot.tenant, bind, stmt, column, not isinstance(action, Seal))
+        search = not isinstance(action, Seal | TenantValue)
+        tenant = self._tenant(slot.tenant, bind, stmt, column, search)
+        if isinstance(action, TenantValue):
+            return tenant.encode()
         if isinstance(source, ClientParamArray):
             assert bind is not None
             assert isinstance(action, BlindIndexArray)
