@@ -467,12 +467,31 @@ def encode_row_description(fields: Sequence[FieldDescription]) -> bytes:
 
 
 def decode_data_row(body: bytes | memoryview) -> list[bytes | None]:
-    reader = _Reader(body)
+    # Hot with encrypted results (every row of a protected result), so the
+    # bounds checks of _Reader are done inline: same errors, a third of the time.
+    end = len(body)
+    if end < 2:
+        raise ProtocolViolation("message body is truncated")
+    (count,) = _U16.unpack_from(body, 0)
     values: list[bytes | None] = []
-    for _ in range(reader.uint16()):
-        length = reader.int32()
-        values.append(None if length == -1 else reader.raw(length))
-    reader.done()
+    append = values.append
+    unpack = _I32.unpack_from
+    pos = 2
+    for _ in range(count):
+        if pos + 4 > end:
+            raise ProtocolViolation("message body is truncated")
+        (length,) = unpack(body, pos)
+        pos += 4
+        if length == -1:
+            append(None)
+            continue
+        stop = pos + length
+        if length < 0 or stop > end:
+            raise ProtocolViolation("message body is truncated")
+        append(bytes(body[pos:stop]))
+        pos = stop
+    if pos != end:
+        raise ProtocolViolation("message has trailing bytes")
     return values
 
 

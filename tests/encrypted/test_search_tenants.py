@@ -253,3 +253,43 @@ async def test_require_tenant(stack: Stack, strict: asyncpg.Connection) -> None:
     names = await strict.fetch("SELECT name FROM customers WHERE business_id = 1 ORDER BY name")
     assert [r["name"] for r in names] == ["ann", "bob"]
     await asyncio.sleep(0)
+
+
+@pytest.mark.usefixtures("people")
+async def test_update_with_a_session_tenant_touches_only_its_rows(
+    stack: Stack, raw: asyncpg.Connection
+) -> None:
+    """'ann' exists in businesses 1 and 2; a tenant-1 session's UPDATE ... WHERE
+    name = 'ann' must not seal business 2's row under business 1's key."""
+    before = await raw.fetchval(
+        "SELECT phone FROM customers WHERE business_id = 2 AND name = 'ann'"
+    )
+    conn = await asyncpg.connect(stack.dsn())
+    try:
+        await conn.execute("SET pgseal.tenant = '1'")
+        assert (
+            await conn.execute("UPDATE customers SET phone = $1 WHERE name = $2", "555-NEW", "ann")
+            == "UPDATE 1"
+        )
+        assert (
+            await conn.execute(  # simple Query, literal value
+                "UPDATE customers SET phone = '555-NEWER', email = 'ann2@example.com'"
+                " WHERE name = 'ann'"
+            )
+            == "UPDATE 1"
+        )
+        got = await conn.fetch("SELECT phone FROM customers WHERE email = 'ann2@example.com'")
+        assert [r["phone"] for r in got] == ["555-NEWER"]
+    finally:
+        await conn.close()
+    assert (
+        await raw.fetchval("SELECT phone FROM customers WHERE business_id = 2 AND name = 'ann'")
+        == before
+    )
+    async with await psycopg.AsyncConnection.connect(
+        stack.conninfo(options="-cpgseal.tenant=2"), autocommit=True
+    ) as other:
+        cur = await other.execute(
+            "SELECT phone FROM customers WHERE business_id = 2 AND name = 'ann'"
+        )
+        assert await cur.fetchall() == [("555-0201",)]
