@@ -389,6 +389,12 @@ class Session:
                 if end - pos < 7 or buf[pos + 5] not in b"SP":
                     raise ProtocolViolation("invalid Describe message")
                 expect(_EXPECT_DESCRIBE_S if buf[pos + 5] == 0x53 else _EXPECT_DESCRIBE_P)
+            elif kind == 0x51:  # Query
+                if "" in self.statements or "" in self.portals:
+                    self._simple_query_started()
+                if _SQL_REGISTRY.search(buf, pos + 5, end - 1):
+                    self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
+                expect(_EXPECT_QUERY)
             elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
                 pass
             elif kind == 0x58:  # Terminate
@@ -411,8 +417,7 @@ class Session:
             pending.append((PARSE, parse.name))
         elif kind == 0x51:  # Query
             self._simple_query_started()
-            query = buf[start + 5 : end - 1]
-            if _SQL_REGISTRY.search(query):
+            if _SQL_REGISTRY.search(buf, start + 5, end - 1):
                 self._track_sql_registry(codec.decode_query(buf[start + 5 : end]))
             pending.append(_EXPECT_QUERY)
         elif kind == 0x43:  # Close
