@@ -58,6 +58,7 @@ __all__ = [
     "encode_parse",
     "encode_row_description",
     "frames",
+    "length_error",
     "message",
 ]
 
@@ -112,14 +113,27 @@ def frames(
     while pos + 5 <= size:
         (length,) = unpack(buf, pos + 1)
         if length < 4 or length > limit:
-            if length < 4:
-                raise ProtocolViolation(f"invalid message length {length}")
-            raise MessageTooLong(length, limit)
+            raise length_error(length, limit)
         end = pos + 1 + length
         if end > size:
             return
         yield buf[pos], pos, end
         pos = end
+
+
+def length_error(length: int, limit: int) -> ProtocolViolation:
+    """What a declared length outside ``4..limit`` is; for every framing loop.
+
+    The session's hot loops frame inline (a generator per read costs more
+    than the framing itself) and share this so the errors stay the same.
+    """
+    if length < 4:
+        return ProtocolViolation(f"invalid message length {length}")
+    return MessageTooLong(length, limit)
+
+
+#: ``unpack_from`` of a message's Int32 length, for the inline framing loops.
+unpack_length = _U32.unpack_from
 
 
 def message(kind: bytes, body: bytes = b"") -> bytes:

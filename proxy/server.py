@@ -583,15 +583,22 @@ class ClientConnection(asyncio.Protocol):
 
     # -- moving bytes ------------------------------------------------------------------
     def pump(self) -> None:
+        """Write what the session queued, one write per direction, then act.
+
+        Runs after every read, so it allocates nothing: the chunk lists are
+        emptied in place (the transports copy or keep the bytes, never the list).
+        """
         session = self.session
-        if session.to_server and self.upstream is not None and self.upstream.transport:
-            chunks = session.to_server
-            session.to_server = []
-            self.upstream.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if session.to_client and self.transport is not None:
-            chunks = session.to_client
-            session.to_client = []
+        chunks = session.to_server
+        if chunks:
+            upstream = self.upstream
+            if upstream is not None and upstream.transport is not None:
+                upstream.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                chunks.clear()
+        chunks = session.to_client
+        if chunks and self.transport is not None:
             self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            chunks.clear()
         if session.actions:
             actions = session.actions
             session.actions = []

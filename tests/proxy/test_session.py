@@ -674,3 +674,15 @@ def test_a_malformed_server_message_is_a_fatal_error_for_this_connection(pb: Pla
     assert (fields["S"], fields["C"]) == ("FATAL", "08P01")
     pb.actions(Close)
     pb.done()
+
+
+@pytest.mark.parametrize("ready", [b"Z\x00\x00\x00\x04", b"Z\x00\x00\x00\x05X"])
+def test_a_ready_for_query_without_a_valid_status_is_a_violation(
+    pb: Playbook, ready: bytes
+) -> None:
+    pb.client(wire.query("SELECT 1")).to_server(wire.query("SELECT 1"))
+    pb.server(ready)
+    fields = _error_fields(pb.take_client())
+    assert (fields["S"], fields["C"]) == ("FATAL", "08P01")
+    pb.actions(Close)
+    pb.done()
