@@ -158,11 +158,13 @@ async def _check_sealed(direct_dsn: str) -> None:
     """The sealed copy really holds envelopes (a benchmark of nothing would be fast too)."""
     conn = await asyncpg.connect(direct_dsn)
     try:
-        total, sealed = await conn.fetchrow(
+        row = await conn.fetchrow(
             "SELECT count(*), count(*) FILTER (WHERE get_byte(description, 0) = 1) FROM line_items"
         )
     finally:
         await conn.close()
+    assert row is not None
+    total, sealed = row
     print(f"\nsealed copy, read directly: {sealed} of {total} line item descriptions are envelopes")
     if sealed != total or total == 0:
         raise SystemExit("the sealed copy holds something other than envelopes")
