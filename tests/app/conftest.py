@@ -47,6 +47,7 @@ class AppDatabase:
     app_dsn: str  # what the app connects to: pgseal (or Postgres for the baseline)
     direct_dsn: str  # the database itself: migrations, the auditor's scan
     through_pgseal: bool
+    pgseal_log: Path | None = None  # pgseal's log (debug level in the tests)
 
 
 @pytest.fixture(scope="package")
@@ -86,7 +87,10 @@ async def pgseal_app(
     )
     user = urlsplit(direct).username or "postgres"
     try:
-        yield AppDatabase(proxy.dsn(user=user, database=name), direct, through_pgseal=True)
+        yield AppDatabase(
+            proxy.dsn(user=user, database=name), direct, through_pgseal=True,
+            pgseal_log=proxy.log_path,
+        )  # fmt: skip
     finally:
         await asyncio.to_thread(proxy.stop)
         admin = await asyncpg.connect(pg_server.dsn())
