@@ -1,9 +1,10 @@
 """``pgseal demo`` as a user runs it: a real child process, its output and exit status.
 
-One run on an embedded PostgreSQL (``--dir``, kept afterwards), one against the
-test server with ``--upstream --keep-running`` (connected to through the printed
-DSN, then stopped with Ctrl-C), and a bad ``--upstream`` that must fail in one
-line. bcrypt runs at 4 rounds to keep them short.
+One run on an embedded PostgreSQL in a temporary directory (removed afterwards),
+one against the test server with ``--upstream --keep-running`` (connected to
+through the printed DSNs, then stopped with Ctrl-C), one with ``--dir
+--keep-running`` stopped with SIGTERM (the data stays), and a bad ``--upstream``
+that must fail in one line. bcrypt runs at 4 rounds to keep them short.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import asyncpg
@@ -51,9 +53,9 @@ def assert_clean(output: str) -> None:
         assert noise not in output, noise
 
 
-def test_demo_shows_both_views_refusals_and_keys(tmp_path: Path) -> None:
+def test_demo_shows_both_views_refusals_and_keys() -> None:
     result = subprocess.run(
-        demo_command("--dir", str(tmp_path)),
+        demo_command(),
         cwd=REPO_ROOT,
         env=child_env(),
         capture_output=True,
@@ -83,9 +85,45 @@ def test_demo_shows_both_views_refusals_and_keys(tmp_path: Path) -> None:
     assert "ORDER BY on" in out
     assert "ERROR 42501" in out
     assert "may not read bank details" in out
-    # --dir keeps PostgreSQL's data, stopped.
-    assert (tmp_path / "postgres" / "PG_VERSION").exists()
+    # The temporary directory it started PostgreSQL in is gone.
+    match = re.search(r"started PostgreSQL \d+ in (\S+) \(removed on exit\)", out)
+    assert match is not None, out[:1000]
+    assert match.group(1).startswith(tempfile.gettempdir())
+    assert not Path(match.group(1)).exists()
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str) -> str:
+    seen = ""
+    async with asyncio.timeout(90):
+        while marker not in seen:
+            line = (await stream.readline()).decode()
+            assert line, f"the demo exited early: {seen}"
+            seen += line
+    return seen
+
+
+async def test_demo_keep_running_with_dir_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    demo = await asyncio.create_subprocess_exec(
+        *demo_command("--dir", str(tmp_path), "--keep-running"),
+        cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        seen = await read_until(demo.stdout, "Press Ctrl-C")
+        assert f"PostgreSQL's data: {tmp_path} (kept)" in seen
+        assert (tmp_path / "postgres" / "postmaster.pid").exists()
+        demo.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rest, errors = await demo.communicate()
+        assert demo.returncode == 0, errors
+        assert b"Traceback" not in errors + rest
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert (tmp_path / "postgres" / "PG_VERSION").exists()  # --dir keeps the data
 
 
 async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> None:
@@ -101,13 +139,7 @@ async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> N
     )  # fmt: skip
     try:
         assert demo.stdout is not None
-        assert demo.stderr is not None
-        seen = ""
-        async with asyncio.timeout(90):
-            while "Press Ctrl-C" not in seen:
-                line = (await demo.stdout.readline()).decode()
-                assert line, f"demo exited early: {seen}{(await demo.stderr.read()).decode()}"
-                seen += line
+        seen = await read_until(demo.stdout, "Press Ctrl-C")
         assert_clean(seen)
         match = re.search(r"created database '(pgseal_demo_[0-9a-f]+)'", seen)
         assert match is not None, seen
