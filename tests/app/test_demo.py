@@ -10,12 +10,14 @@ that must fail in one line. bcrypt runs at 4 rounds to keep them short.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -102,26 +104,37 @@ async def read_until(stream: asyncio.StreamReader, marker: str) -> str:
     return seen
 
 
-async def test_demo_keep_running_with_dir_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def running_demo(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``pgseal demo --keep-running ARGS``, once it says it is up, and what it printed."""
     demo = await asyncio.create_subprocess_exec(
-        *demo_command("--dir", str(tmp_path), "--keep-running"),
+        *demo_command(*args, "--keep-running"),
         cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         assert demo.stdout is not None
-        seen = await read_until(demo.stdout, "Press Ctrl-C")
-        assert f"PostgreSQL's data: {tmp_path} (kept)" in seen
-        assert (tmp_path / "postgres" / "postmaster.pid").exists()
-        demo.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            rest, errors = await demo.communicate()
-        assert demo.returncode == 0, errors
-        assert b"Traceback" not in errors + rest
+        yield demo, await read_until(demo.stdout, "Press Ctrl-C")
     finally:
         if demo.returncode is None:
             demo.kill()
             await demo.wait()
+
+
+async def stop(demo: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    """Send ``sig``; the demo must clean up and exit 0 without a traceback."""
+    demo.send_signal(sig)
+    async with asyncio.timeout(60):
+        rest, errors = await demo.communicate()
+    assert demo.returncode == 0, errors
+    assert b"Traceback" not in errors + rest
+
+
+async def test_demo_keep_running_with_dir_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    async with running_demo("--dir", str(tmp_path)) as (demo, seen):
+        assert f"PostgreSQL's data: {tmp_path} (kept)" in seen
+        assert (tmp_path / "postgres" / "postmaster.pid").exists()
+        await stop(demo, signal.SIGTERM)
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
     assert (tmp_path / "postgres" / "PG_VERSION").exists()  # --dir keeps the data
 
@@ -132,14 +145,7 @@ async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> N
         before = {r[0] for r in await admin.fetch("SELECT datname FROM pg_database")}
     finally:
         await admin.close()
-    demo = await asyncio.create_subprocess_exec(
-        *demo_command("--upstream", pg_server.dsn(), "--keep-running"),
-        cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert demo.stdout is not None
-        seen = await read_until(demo.stdout, "Press Ctrl-C")
+    async with running_demo("--upstream", pg_server.dsn()) as (demo, seen):
         assert_clean(seen)
         match = re.search(r"created database '(pgseal_demo_[0-9a-f]+)'", seen)
         assert match is not None, seen
@@ -164,15 +170,7 @@ async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> N
             await conn.close()
         assert raw
         assert all(isinstance(r[0], bytes) and r[0][0] == 1 for r in raw)
-        demo.send_signal(signal.SIGINT)
-        async with asyncio.timeout(60):
-            rest, errors = await demo.communicate()
-        assert demo.returncode == 0
-        assert b"Traceback" not in errors + rest
-    finally:
-        if demo.returncode is None:
-            demo.kill()
-            await demo.wait()
+        await stop(demo, signal.SIGINT)
     admin = await asyncpg.connect(pg_server.dsn())
     try:
         after = {r[0] for r in await admin.fetch("SELECT datname FROM pg_database")}
