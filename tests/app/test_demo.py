@@ -25,8 +25,9 @@ import asyncpg
 from tests.conftest import PgServer
 from tests.pgseal_process import REPO_ROOT
 
-ENVELOPE = re.compile(r"v1 · key ([0-9a-f]{16}) · [0-9a-f]{12}… \d+ B")
-KEY_ROW = re.compile(r"│ (data \(AES-256-GCM\)|search \(blind index\)) +│ ([0-9a-f]{16}) ")
+# A cell pair of the side-by-side tables: key id, then version, first bytes, size.
+ENVELOPE = re.compile(r"│ ([0-9a-f]{16}) │ v1 [0-9a-f]{8}… \d+ B")
+KEY_ROW = re.compile(r"│ (data|search index) +│ ([0-9a-f]{16}) ")
 # A master key as pgseal's providers take it: base64 of 32 bytes.
 BASE64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
 PLAINTEXTS = (
