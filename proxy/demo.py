@@ -75,11 +75,11 @@ _SHOWN_FIELDS: Final = (
 _UNSAFE_QUERIES: Final = (
     (
         "SELECT company_name FROM customers ORDER BY email",
-        "sorting needs the plaintext, which only the app has",
+        "sorting needs the plaintext, which only the app has; the query never reaches PostgreSQL",
     ),
     (
         "SELECT company_name FROM customers WHERE email LIKE '%@example'",
-        "pattern search cannot run on ciphertext",
+        "pattern search cannot run on ciphertext; the query never reaches PostgreSQL",
     ),
 )
 
@@ -521,7 +521,8 @@ async def _play(where: _Deployment, rounds: int) -> _Findings:
                 app,
                 f"{second} reads {first}'s customers",
                 f"SELECT company_name, email FROM customers WHERE business_id = {first_id}",
-                f"the session belongs to {second}; pgseal opens only its values",
+                f"the session belongs to {second}: pgseal opens only its values, and"
+                " refuses the rows PostgreSQL sent back",
             )
         )
     finally:
@@ -545,17 +546,18 @@ async def _attempt(
 # -- showing it --------------------------------------------------------------------
 
 
-def _envelope_text(raw: bytes | None) -> str:
-    """An envelope as an auditor would describe it: version, key id, a few bytes."""
+def _envelope_cells(raw: bytes | None) -> tuple[str, str]:
+    """An envelope as an auditor would describe it: (key id, version and a few bytes)."""
     if raw is None:
-        return "NULL"
+        return "", "NULL"
     if len(raw) < 21 or raw[0] != 1:
-        return f"NOT AN ENVELOPE ({len(raw)} bytes)"
+        return "", f"NOT AN ENVELOPE ({len(raw)} bytes)"
     key_id = int.from_bytes(raw[1:9], "big")
-    return f"v1 · key {key_id:016x} · {raw[21:27].hex()}… {len(raw)} B"
+    return f"{key_id:016x}", f"v1 {raw[21:25].hex()}… {len(raw)} B"
 
 
 def _show(console: Console, findings: _Findings) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     story = Table(title="What the app did and read (through pgseal, as usual)", expand=False)
@@ -575,53 +577,64 @@ def _show(console: Console, findings: _Findings) -> None:
         "[dim](the other two businesses did the same; their data is in the next table)[/]"
     )
 
-    pairs = Table(
-        title="The same rows, two views: the app through pgseal | an auditor reading Postgres",
-        expand=False,
-    )
-    pairs.add_column("business", overflow="fold")
-    pairs.add_column("field")
-    pairs.add_column("the app reads", style="green", overflow="fold")
-    pairs.add_column("the database holds (bytea)", style="magenta", overflow="fold")
-    previous = ""
-    for pair in findings.pairs:
-        shown = pair.business if pair.business != previous else ""
-        previous = pair.business
-        pairs.add_row(shown, pair.label, pair.plaintext, _envelope_text(pair.envelope))
     console.print()
-    console.print(pairs)
+    console.print(
+        "[bold]The same rows, two views[/]: what the app reads through pgseal, and what an"
+        " auditor reading PostgreSQL directly finds in the same cells (an envelope: format"
+        " version, the id of the key that sealed it, AES-256-GCM ciphertext)."
+    )
+    businesses = list(dict.fromkeys(pair.business for pair in findings.pairs))
+    for business in businesses:
+        pairs = Table(title=business, expand=False, title_style="bold")
+        pairs.add_column("field", no_wrap=True)
+        pairs.add_column("the app reads", style="green", overflow="fold")
+        pairs.add_column("on disk: key id", style="magenta", no_wrap=True)
+        pairs.add_column("on disk: bytes", style="magenta", no_wrap=True)
+        for pair in findings.pairs:
+            if pair.business == business:
+                pairs.add_row(pair.label, pair.plaintext, *_envelope_cells(pair.envelope))
+        console.print()
+        console.print(pairs)
 
+    masters = sorted({key.master_key_id for key in findings.keys})
     keys = Table(
-        title="pgseal.keys: one key per business and purpose, wrapped by the master key",
+        title="pgseal.keys: one key per business and purpose, each stored wrapped"
+        f" (AES-256-GCM) by master key {', '.join(masters)}",
         expand=False,
     )
-    for name in ("business", "purpose", "key id", "version", "state", "master key id", "stored"):
-        keys.add_column(name)
+    keys.add_column("business", overflow="fold")
+    keys.add_column("purpose", no_wrap=True)
+    keys.add_column("key id", no_wrap=True, min_width=16)
+    keys.add_column("version", no_wrap=True)
+    keys.add_column("state", no_wrap=True)
+    keys.add_column("stored", no_wrap=True)
     for key in findings.keys:
-        purpose = "data (AES-256-GCM)" if key.kind == "data" else "search (blind index)"
         keys.add_row(
             key.business,
-            purpose,
+            "data" if key.kind == "data" else "search index",
             f"{key.key_id:016x}",
             str(key.version),
             key.state,
-            key.master_key_id,
-            f"wrapped, {key.wrapped_size} bytes",
+            f"wrapped, {key.wrapped_size} B",
         )
     console.print()
     console.print(keys)
 
     refusals = Table(title="What pgseal refuses", expand=False)
-    for name in ("attempt", "SQL", "answer", "why"):
-        refusals.add_column(name, overflow="fold")
+    refusals.add_column("attempt, and why it cannot work", overflow="fold", ratio=2)
+    refusals.add_column("the SQL, and pgseal's answer", overflow="fold", ratio=3)
     for r in findings.refusals:
-        refusals.add_row(r.what, r.sql, f"[red]ERROR {r.sqlstate}[/]: {r.message}", r.why)
+        refusals.add_row(
+            f"[bold]{escape(r.what)}[/]\n[dim]{escape(r.why)}[/]",
+            f"[cyan]{escape(r.sql)}[/]\n[red]ERROR {r.sqlstate}[/] {escape(r.message)}",
+        )
+        refusals.add_section()
     console.print()
     console.print(refusals)
     console.print(
-        "\nThe key ids in the second table are those of the business's data key in the"
-        " third: each business's values open only with its own key, and the database"
-        " holds that key only wrapped by the master key, which never leaves pgseal's memory."
+        "\nThe key id of every envelope above is its business's data key in pgseal.keys:"
+        " each business's values open only with its own key, and the database holds that"
+        " key only wrapped by the master key, which never leaves pgseal's memory."
     )
 
 

@@ -32,11 +32,9 @@ from app.access import Actor, Role
 from app.accounts import create_business, create_user
 from app.contacts import Contact, ContactDetails, ContactKind, add_contact
 from app.schema import EncryptedStorage, migrate
-from tests.app.plaintexts import SESSION_LEDGER, PlaintextLedger, scan_for_plaintext
+from tests.app.plaintexts import RULES_PATH, SESSION_LEDGER, PlaintextLedger, scan_for_plaintext
 from tests.conftest import PgServer
 from tests.pgseal_process import REPO_ROOT, start_pgseal
-
-ROOT_CONFIG: Path = REPO_ROOT / "config.yaml"
 
 ROUNDS = 4
 PASSWORD = "s3cret-pass-phrase"
@@ -47,6 +45,7 @@ class AppDatabase:
     app_dsn: str  # what the app connects to: pgseal (or Postgres for the baseline)
     direct_dsn: str  # the database itself: migrations, the auditor's scan
     through_pgseal: bool
+    pgseal_log: Path | None = None  # pgseal's log (debug level in the tests)
 
 
 @pytest.fixture(scope="package")
@@ -75,7 +74,7 @@ async def pgseal_app(
     )  # fmt: skip
     output, _ = await init.communicate()
     assert init.returncode == 0, output.decode(errors="replace")
-    document = yaml.safe_load(await asyncio.to_thread(ROOT_CONFIG.read_text))
+    document = yaml.safe_load(await asyncio.to_thread(RULES_PATH.read_text))
     tables = yaml.safe_dump({"tables": document["tables"]})
     proxy = await asyncio.to_thread(
         start_pgseal,
@@ -86,7 +85,10 @@ async def pgseal_app(
     )
     user = urlsplit(direct).username or "postgres"
     try:
-        yield AppDatabase(proxy.dsn(user=user, database=name), direct, through_pgseal=True)
+        yield AppDatabase(
+            proxy.dsn(user=user, database=name), direct, through_pgseal=True,
+            pgseal_log=proxy.log_path,
+        )  # fmt: skip
     finally:
         await asyncio.to_thread(proxy.stop)
         admin = await asyncpg.connect(pg_server.dsn())

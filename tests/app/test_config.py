@@ -14,7 +14,7 @@ import re
 import pytest
 
 from rules.config import load_config
-from tests.app.conftest import ROOT_CONFIG
+from tests.app.plaintexts import RULES_PATH
 
 #: Every data class the app promises to encrypt: table -> columns.
 ENCRYPTED = {
@@ -60,7 +60,7 @@ SUMMED_IN_SQL = {
 
 
 def test_root_config_loads_with_pgseal_and_encrypts_every_data_class() -> None:
-    config = load_config(ROOT_CONFIG)
+    config = load_config(RULES_PATH)
     for table, columns in ENCRYPTED.items():
         rules = config.rules.table(table)
         assert rules is not None, table
@@ -82,8 +82,8 @@ def test_root_config_loads_with_pgseal_and_encrypts_every_data_class() -> None:
 
 
 def test_amounts_summed_in_sql_stay_plaintext_with_a_comment_saying_why() -> None:
-    config = load_config(ROOT_CONFIG)
-    text = ROOT_CONFIG.read_text()
+    config = load_config(RULES_PATH)
+    text = RULES_PATH.read_text()
     for table, column in SUMMED_IN_SQL:
         rules = config.rules.table(table)
         assert rules is not None

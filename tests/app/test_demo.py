@@ -1,19 +1,23 @@
 """``pgseal demo`` as a user runs it: a real child process, its output and exit status.
 
-One run on an embedded PostgreSQL (``--dir``, kept afterwards), one against the
-test server with ``--upstream --keep-running`` (connected to through the printed
-DSN, then stopped with Ctrl-C), and a bad ``--upstream`` that must fail in one
-line. bcrypt runs at 4 rounds to keep them short.
+One run on an embedded PostgreSQL in a temporary directory (removed afterwards),
+one against the test server with ``--upstream --keep-running`` (connected to
+through the printed DSNs, then stopped with Ctrl-C), one with ``--dir
+--keep-running`` stopped with SIGTERM (the data stays), and a bad ``--upstream``
+that must fail in one line. bcrypt runs at 4 rounds to keep them short.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -21,8 +25,9 @@ import asyncpg
 from tests.conftest import PgServer
 from tests.pgseal_process import REPO_ROOT
 
-ENVELOPE = re.compile(r"v1 · key ([0-9a-f]{16}) · [0-9a-f]{12}… \d+ B")
-KEY_ROW = re.compile(r"│ (data \(AES-256-GCM\)|search \(blind index\)) +│ ([0-9a-f]{16}) ")
+# A cell pair of the side-by-side tables: key id, then version, first bytes, size.
+ENVELOPE = re.compile(r"│ ([0-9a-f]{16}) │ v1 [0-9a-f]{8}… \d+ B")
+KEY_ROW = re.compile(r"│ (data|search index) +│ ([0-9a-f]{16}) ")
 # A master key as pgseal's providers take it: base64 of 32 bytes.
 BASE64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
 PLAINTEXTS = (
@@ -51,9 +56,9 @@ def assert_clean(output: str) -> None:
         assert noise not in output, noise
 
 
-def test_demo_shows_both_views_refusals_and_keys(tmp_path: Path) -> None:
+def test_demo_shows_both_views_refusals_and_keys() -> None:
     result = subprocess.run(
-        demo_command("--dir", str(tmp_path)),
+        demo_command(),
         cwd=REPO_ROOT,
         env=child_env(),
         capture_output=True,
@@ -83,9 +88,56 @@ def test_demo_shows_both_views_refusals_and_keys(tmp_path: Path) -> None:
     assert "ORDER BY on" in out
     assert "ERROR 42501" in out
     assert "may not read bank details" in out
-    # --dir keeps PostgreSQL's data, stopped.
-    assert (tmp_path / "postgres" / "PG_VERSION").exists()
+    # The temporary directory it started PostgreSQL in is gone.
+    match = re.search(r"started PostgreSQL \d+ in (\S+) \(removed on exit\)", out)
+    assert match is not None, out[:1000]
+    assert match.group(1).startswith(tempfile.gettempdir())
+    assert not Path(match.group(1)).exists()
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str) -> str:
+    seen = ""
+    async with asyncio.timeout(90):
+        while marker not in seen:
+            line = (await stream.readline()).decode()
+            assert line, f"the demo exited early: {seen}"
+            seen += line
+    return seen
+
+
+@contextlib.asynccontextmanager
+async def running_demo(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``pgseal demo --keep-running ARGS``, once it says it is up, and what it printed."""
+    demo = await asyncio.create_subprocess_exec(
+        *demo_command(*args, "--keep-running"),
+        cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        yield demo, await read_until(demo.stdout, "Press Ctrl-C")
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
+
+
+async def stop(demo: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    """Send ``sig``; the demo must clean up and exit 0 without a traceback."""
+    demo.send_signal(sig)
+    async with asyncio.timeout(60):
+        rest, errors = await demo.communicate()
+    assert demo.returncode == 0, errors
+    assert b"Traceback" not in errors + rest
+
+
+async def test_demo_keep_running_with_dir_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    async with running_demo("--dir", str(tmp_path)) as (demo, seen):
+        assert f"PostgreSQL's data: {tmp_path} (kept)" in seen
+        assert (tmp_path / "postgres" / "postmaster.pid").exists()
+        await stop(demo, signal.SIGTERM)
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert (tmp_path / "postgres" / "PG_VERSION").exists()  # --dir keeps the data
 
 
 async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> None:
@@ -94,20 +146,7 @@ async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> N
         before = {r[0] for r in await admin.fetch("SELECT datname FROM pg_database")}
     finally:
         await admin.close()
-    demo = await asyncio.create_subprocess_exec(
-        *demo_command("--upstream", pg_server.dsn(), "--keep-running"),
-        cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert demo.stdout is not None
-        assert demo.stderr is not None
-        seen = ""
-        async with asyncio.timeout(90):
-            while "Press Ctrl-C" not in seen:
-                line = (await demo.stdout.readline()).decode()
-                assert line, f"demo exited early: {seen}{(await demo.stderr.read()).decode()}"
-                seen += line
+    async with running_demo("--upstream", pg_server.dsn()) as (demo, seen):
         assert_clean(seen)
         match = re.search(r"created database '(pgseal_demo_[0-9a-f]+)'", seen)
         assert match is not None, seen
@@ -132,15 +171,7 @@ async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> N
             await conn.close()
         assert raw
         assert all(isinstance(r[0], bytes) and r[0][0] == 1 for r in raw)
-        demo.send_signal(signal.SIGINT)
-        async with asyncio.timeout(60):
-            rest, errors = await demo.communicate()
-        assert demo.returncode == 0
-        assert b"Traceback" not in errors + rest
-    finally:
-        if demo.returncode is None:
-            demo.kill()
-            await demo.wait()
+        await stop(demo, signal.SIGINT)
     admin = await asyncpg.connect(pg_server.dsn())
     try:
         after = {r[0] for r in await admin.fetch("SELECT datname FROM pg_database")}
