@@ -191,7 +191,9 @@ def _select_sql(plan: TablePlan, *, resume: bool, lock: bool) -> str:
     )
 
 
-def _update_sql(plan: TablePlan) -> str:
+def _update_sql(plan: TablePlan, *, with_index: bool) -> str:
+    """The batch UPDATE; ``with_index``: also set the blind indexes (not when
+    re-encrypting: the index key is not rotated, the indexes stay valid)."""
     n_keys = len(plan.primary_key)
     arrays: list[str] = [f"${i}::text[]" for i in range(1, n_keys + 1)]
     aliases = [f"k{i}" for i in range(n_keys)]
@@ -203,7 +205,7 @@ def _update_sql(plan: TablePlan) -> str:
         aliases.append(f"c{i}")
         name = quote_ident(column.name)
         sets.append(f"{name} = COALESCE(v.c{i}, t.{name})")
-        if column.searchable:
+        if column.searchable and with_index:
             position += 1
             arrays.append(f"${position}::bytea[]")
             aliases.append(f"b{i}")
@@ -263,11 +265,11 @@ class _Batch:
             self.bidx[i].append(bidx[i])
         self.rows += 1
 
-    def args(self) -> list[Any]:
+    def args(self, *, with_index: bool) -> list[Any]:
         out: list[Any] = list(self.keys)
         for i, column in enumerate(self.plan.columns):
             out.append(self.values[i])
-            if column.searchable:
+            if column.searchable and with_index:
                 out.append(self.bidx[i])
         return out
 
@@ -428,7 +430,7 @@ async def run_table(
         progress(plan.name, seen, total)
     first = _select_sql(plan, resume=False, lock=not dry_run)
     after = _select_sql(plan, resume=True, lock=not dry_run)
-    update = _update_sql(plan)
+    update = _update_sql(plan, with_index=job != "reencrypt")
     this_run = 0
     while True:
         rows = await _run_batch(
@@ -490,7 +492,9 @@ async def _run_batch(
                     await _transform_row(ctx, plan, row, batch)
                 if batch is not None:
                     if batch.rows:
-                        await connection.execute(update, *batch.args())
+                        await connection.execute(
+                            update, *batch.args(with_index=ctx.job != "reencrypt")
+                        )
                     await connection.execute(
                         "UPDATE pgseal.jobs SET last_key = $3, rows_seen = rows_seen + $4,"
                         " rows_changed = rows_changed + $5, updated_at = now()"
