@@ -33,10 +33,11 @@ from typing import Any, Final
 
 import asyncpg
 
-from crypto.envelope import dearmor, is_armored, is_envelope, peek_key_id
-from crypto.errors import CryptoError, EnvelopeTampered, KeyDestroyed, UnknownKey, WrongTenant
+from crypto.envelope import peek_key_id
+from crypto.errors import EnvelopeTampered, KeyDestroyed, UnknownKey, WrongTenant
 from crypto.field import FieldCrypto
 from proxy.live_schema import load_live_schema, pii_looking_columns
+from proxy.migrate import stored_envelope
 from rules.model import ProtectedColumn, ProtectedTable, Rules
 from rules.schema_check import LiveSchema, guard_status, quote_ident
 
@@ -142,17 +143,6 @@ async def _key_rows(connection: asyncpg.Connection[Any]) -> dict[int, KeyRow]:
     return {r["key_id"]: KeyRow(r["tenant"], r["version"], r["state"]) for r in rows}
 
 
-def _envelope_of(column: ProtectedColumn, stored: bytes | str) -> bytes | None:
-    if isinstance(stored, str):
-        if column.storage != "text" or not is_armored(stored):
-            return None
-        try:
-            return dearmor(stored, column.qualified)
-        except CryptoError:
-            return None
-    return stored if column.storage == "bytea" and is_envelope(stored) else None
-
-
 async def audit(
     connection: asyncpg.Connection[Any],
     rules: Rules,
@@ -238,7 +228,8 @@ async def _scan_table(
             ids: set[int] = set()
             for row in rows:
                 for i, column in enumerate(present):
-                    env = _stored_envelope(column, row[2 + i])
+                    stored = row[2 + i]
+                    env = None if stored is None else stored_envelope(column, stored)
                     if env is not None:
                         ids.add(peek_key_id(env))
             await crypto.prefetch(ids & set(keys))
@@ -256,12 +247,6 @@ async def _scan_table(
     return scanned
 
 
-def _stored_envelope(column: ProtectedColumn, stored: Any) -> bytes | None:
-    if stored is None:
-        return None
-    return _envelope_of(column, stored)
-
-
 async def _classify(
     audit_: ColumnAudit,
     column: ProtectedColumn,
@@ -275,7 +260,7 @@ async def _classify(
     if stored is None:
         audit_.nulls += 1
         return
-    envelope = _envelope_of(column, stored)
+    envelope = stored_envelope(column, stored)
     if envelope is None:
         audit_.note("plaintext", label, listed)
         return

@@ -60,6 +60,7 @@ __all__ = [
     "TableResult",
     "plan_tables",
     "run_table",
+    "stored_envelope",
 ]
 
 Job = Literal["migrate", "reverse", "reencrypt"]
@@ -223,8 +224,9 @@ def _update_sql(plan: TablePlan, *, with_index: bool) -> str:
 # -- one value ----------------------------------------------------------------------
 
 
-def _envelope(column: ProtectedColumn, stored: bytes | str) -> bytes | None:
-    """The envelope in a stored value, or None when it is not one (plaintext)."""
+def stored_envelope(column: ProtectedColumn, stored: bytes | str) -> bytes | None:
+    """The envelope in a stored value as asyncpg returns it, or None when it is not
+    one (plaintext). Structural only: nothing is authenticated."""
     if isinstance(stored, str):  # text storage, or a dry run before the type change
         if column.storage != "text" or not is_armored(stored):
             return None
@@ -317,7 +319,7 @@ async def _transform_value(
     ctx: _Context, column: ProtectedColumn, stored: bytes | str, tenant: str | None, label: str
 ) -> tuple[Any, bytes | None]:
     """(new stored value or None for unchanged, blind index)."""
-    envelope = _envelope(column, stored)
+    envelope = stored_envelope(column, stored)
     crypto = ctx.crypto
     if ctx.job == "migrate":
         if envelope is not None:
