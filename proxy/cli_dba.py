@@ -186,7 +186,10 @@ def _table(headers: list[str], rows: list[list[str]], title: str | None = None) 
     table = Table(*headers, title=title, show_lines=False)
     for row in rows:
         table.add_row(*row)
-    Console(width=max(100, sum(len(h) for h in headers) * 2)).print(table)
+    # Wide enough for every cell: a report is read in full, never truncated.
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    width = max(sum(widths) + 3 * len(widths) + 1, len(title or ""))
+    Console(width=width).print(table)
 
 
 # -- rules check -----------------------------------------------------------------

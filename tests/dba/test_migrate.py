@@ -271,8 +271,14 @@ async def test_reverse_restores_the_original_values(dba: DbaEnv) -> None:
     assert "installed" not in done.stdout  # no guard while plaintext is left
     await dba.execute("DELETE FROM people WHERE id = 13")
     before = [r for r in before if r[0] != 13]
-    done = dba.run("migrate", "--config", config, "--table", "people", check_status=0)
+    done = dba.run(
+        "migrate", "--config", config, "--table", "people", "--rate", "1500", "--batch-size",
+        "100", check_status=0,
+    )  # fmt: skip
     assert "installed pgseal_guard_memo" in done.stdout
+    # --rate: 599 rows at 1500 rows/s cannot take less than 0.4 s.
+    took = float(re.search(r"; ([\d.]+) s, ", done.stdout).group(1))  # type: ignore[union-attr]
+    assert took >= 0.35
 
     con = await dba.connect()
     try:

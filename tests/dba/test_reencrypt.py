@@ -65,7 +65,13 @@ async def test_reencrypt_moves_rows_to_the_current_key(dba: DbaEnv) -> None:
     assert f"would have re-encrypted {one} value(s) in 400 of 800 row(s)" in dry.stdout
     assert _versions(dba, config) == {"1/v1": one, "2/v1": two}
 
-    done = dba.run("reencrypt", "--config", config, "--batch-size", "150", check_status=0)
+    done = dba.run(
+        "reencrypt", "--config", config, "--batch-size", "150", "--progress", check_status=0
+    )
+    # The progress bar (stderr): the table, rows done of the total, rows/s and an ETA.
+    assert re.search(r"public\.invoices .*800/800 rows [\d,]+ rows/s .*ETA", done.stderr), (
+        done.stderr
+    )
     assert f"re-encrypted {one} value(s) in 400 of 800 row(s)" in done.stdout
     # The closing table: the retired version holds no value any more.
     assert re.search(r"│ 1 +│ 1 +│ retired +│ 0 +│", done.stdout), done.stdout
