@@ -41,7 +41,7 @@ from proxy.migrate import stored_envelope
 from rules.model import ProtectedColumn, ProtectedTable, Rules
 from rules.schema_check import LiveSchema, guard_status, quote_ident
 
-__all__ = ["AuditReport", "ColumnAudit", "KeyRow", "audit"]
+__all__ = ["AuditReport", "ColumnAudit", "KeyRow", "KeyVersionUsage", "audit"]
 
 _FETCH: Final = 2000
 _DEFAULT_LISTED: Final = 20
@@ -52,6 +52,17 @@ class KeyRow:
     tenant: str
     version: int
     state: str
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class KeyVersionUsage:
+    """One data-key version and how many values of the scanned columns it seals:
+    a retired version at 0 is no longer needed (after ``pgseal reencrypt``)."""
+
+    tenant: str
+    version: int
+    state: str
+    envelopes: int
 
 
 @dataclass(slots=True)
@@ -110,6 +121,7 @@ class AuditReport:
     master_key: bool
     rows_scanned: int = 0
     seconds: float = 0.0
+    key_versions: list[KeyVersionUsage] = field(default_factory=list)
 
     def findings(self) -> list[str]:
         return [f for c in self.columns for f in c.findings()]
@@ -126,6 +138,7 @@ class AuditReport:
             "seconds": round(self.seconds, 3),
             "findings": self.findings(),
             "columns": [asdict(c) for c in self.columns],
+            "key_versions": [asdict(k) for k in self.key_versions],
             "unconfigured_pii": self.unconfigured_pii,
         }
 
@@ -179,6 +192,14 @@ async def audit(
             report.rows_scanned += await _scan_table(
                 connection, table, live, audits, keys, crypto, listed, progress
             )
+    counts: dict[str, int] = {}
+    for column in report.columns:
+        for version, n in column.by_key_version.items():
+            counts[version] = counts.get(version, 0) + n
+    report.key_versions = sorted(
+        KeyVersionUsage(k.tenant, k.version, k.state, counts.get(f"{k.tenant}/v{k.version}", 0))
+        for k in keys.values()
+    )
     report.seconds = time.monotonic() - started
     return report
 

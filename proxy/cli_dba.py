@@ -357,29 +357,16 @@ async def _old_key_ids(con: asyncpg.Connection[Any]) -> frozenset[int]:
 
 
 async def _print_key_usage(con: asyncpg.Connection[Any], config: Config) -> None:
-    """Rows per data-key version after a re-encryption (an old version at 0 can go)."""
+    """Values per data-key version after a re-encryption (an old version at 0 can go)."""
     from proxy.audit import audit
 
-    report = await audit(con, config.rules)
-    counts: dict[str, int] = {}
-    for column in report.columns:
-        for version, n in column.by_key_version.items():
-            counts[version] = counts.get(version, 0) + n
-    rows = await con.fetch(
-        "SELECT tenant, version, state FROM pgseal.keys WHERE kind = 'data'"
-        " ORDER BY tenant, version"
-    )
+    _print_key_versions(await audit(con, config.rules))
+
+
+def _print_key_versions(report: AuditReport) -> None:
     _table(
         ["tenant", "version", "state", "values"],
-        [
-            [
-                r["tenant"],
-                str(r["version"]),
-                r["state"],
-                str(counts.get(f"{r['tenant']}/v{r['version']}", 0)),
-            ]
-            for r in rows
-        ],
+        [[k.tenant, str(k.version), k.state, str(k.envelopes)] for k in report.key_versions],
         title="values per data-key version",
     )
 
@@ -448,18 +435,13 @@ def _print_audit(report: AuditReport) -> None:
         ],
         title="pgseal audit",
     )
-    versions: dict[str, int] = {}
     tenants: dict[str, int] = {}
     for c in report.columns:
-        for k, n in c.by_key_version.items():
-            versions[k] = versions.get(k, 0) + n
         for k, n in c.by_tenant.items():
             tenants[k] = tenants.get(k, 0) + n
-    if versions:
-        _print(
-            "envelopes per key version (tenant/version): "
-            + ", ".join(f"{k}: {n}" for k, n in sorted(versions.items()))
-        )
+    if report.key_versions:
+        _print_key_versions(report)
+    if tenants:
         _print(
             "envelopes per row tenant: "
             + ", ".join(f"{k}: {n}" for k, n in sorted(tenants.items()))

@@ -84,6 +84,7 @@ COMMENT ON TABLE pgseal.jobs IS
 
 _RETRIES: Final = 5
 _MAX_LISTED: Final = 50  # primary keys kept per kind of failure
+_LOCK_TIMEOUT: Final = "10s"  # for the catalog changes made while the application runs
 
 
 class JobError(Exception):
@@ -552,13 +553,18 @@ async def _install_guards(
         if status == "installed":
             continue
         name = quote_ident(guard_name(column.name))
-        async with connection.transaction():
-            await connection.execute(GUARD_FUNCTIONS_SQL)
-            if status != "missing":
-                await connection.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
-            await connection.execute(
-                f"ALTER TABLE {table} ADD CONSTRAINT {name} {guard_definition(column)} NOT VALID"
-            )
+        try:
+            async with connection.transaction():
+                # The constraint is added NOT VALID (an instant catalog change under a
+                # brief ACCESS EXCLUSIVE lock); never queue the application behind a
+                # long transaction for it.
+                await connection.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+                await _add_guard(connection, table, column, name, status)
+        except asyncpg.LockNotAvailableError:
+            raise JobError(
+                f"could not lock {plan.name} within {_LOCK_TIMEOUT} to add guard "
+                f"{guard_name(column.name)}; run migrate again (done rows are skipped)"
+            ) from None
         try:
             await connection.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
         except asyncpg.CheckViolationError:
@@ -567,6 +573,17 @@ async def _install_guards(
                 "not validated: plaintext was written around pgseal meanwhile; run migrate again"
             ) from None
         result.guards.append(f"installed {guard_name(column.name)}")
+
+
+async def _add_guard(
+    connection: asyncpg.Connection[Any], table: str, column: ProtectedColumn, name: str, status: str
+) -> None:
+    await connection.execute(GUARD_FUNCTIONS_SQL)
+    if status != "missing":
+        await connection.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+    await connection.execute(
+        f"ALTER TABLE {table} ADD CONSTRAINT {name} {guard_definition(column)} NOT VALID"
+    )
 
 
 async def _drop_guards(

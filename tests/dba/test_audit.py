@@ -80,6 +80,14 @@ def test_clean_audit(migrated: DbaEnv) -> None:
     assert sum(iban["by_tenant"].values()) == iban["envelopes"]
     assert set(iban["by_key_version"]) == {"1/v1", "2/v1", "3/v1"}
     assert report["unconfigured_pii"] == ["public.accounts.phone_number"]
+    email = _column(report, "public.accounts.email")
+    versions = report["key_versions"]
+    assert [(k["tenant"], k["version"], k["state"]) for k in versions] == [
+        ("1", 1, "active"),
+        ("2", 1, "active"),
+        ("3", 1, "active"),
+    ]
+    assert sum(k["envelopes"] for k in versions) == iban["envelopes"] + email["envelopes"]
 
     report = _audit(migrated, "--master-key", "env:PGSEAL_TEST_MK", status=0)
     email = _column(report, "public.accounts.email")
