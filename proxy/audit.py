@@ -99,16 +99,17 @@ class ColumnAudit:
 
     def findings(self) -> list[str]:
         out = []
-        if self.plaintext:
-            out.append(f"{self.column}: {self.plaintext} plaintext value(s)")
-        if self.tampered:
-            out.append(f"{self.column}: {self.tampered} envelope(s) fail authentication")
-        if self.tenant_mismatch:
-            out.append(
-                f"{self.column}: {self.tenant_mismatch} envelope(s) under another tenant's key"
-            )
-        if self.unknown_key:
-            out.append(f"{self.column}: {self.unknown_key} envelope(s) name an unknown key id")
+        for kind, what in (
+            ("plaintext", "plaintext value(s)"),
+            ("tampered", "envelope(s) fail authentication"),
+            ("tenant_mismatch", "envelope(s) under another tenant's key"),
+            ("unknown_key", "envelope(s) name an unknown key id"),
+        ):
+            count: int = getattr(self, kind)
+            if count:
+                keys: list[str] = getattr(self, f"{kind}_keys")
+                more = ", ..." if count > len(keys) else ""
+                out.append(f"{self.column}: {count} {what} (pk {', '.join(keys)}{more})")
         if not self.migrating and self.guard != "installed":
             out.append(f"{self.column}: guard {self.guard}")
         return out

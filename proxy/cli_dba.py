@@ -397,10 +397,11 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _keys_text(keys: list[str], count: int) -> str:
+    """A count and its first primary keys (the findings below list up to --list)."""
     if not count:
         return "0"
-    shown = ", ".join(keys)
-    return f"{count} (pk {shown}{', ...' if count > len(keys) else ''})"
+    shown = ", ".join(keys[:3])
+    return f"{count} (pk {shown}{', ...' if count > min(len(keys), 3) else ''})"
 
 
 def _print_audit(report: AuditReport) -> None:

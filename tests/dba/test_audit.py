@@ -135,8 +135,8 @@ async def test_audit_finds_plaintext_tamper_foreign_envelope_and_missing_guard(
     assert email["tampered"] == 0  # not detectable without the master key
     assert email["guard"] == "installed"
     assert sorted(report["findings"]) == [
-        "public.accounts.iban: 1 envelope(s) under another tenant's key",
-        "public.accounts.iban: 1 plaintext value(s)",
+        "public.accounts.iban: 1 envelope(s) under another tenant's key (pk 9)",
+        "public.accounts.iban: 1 plaintext value(s) (pk 5)",
         "public.accounts.iban: guard missing",
     ]
 
@@ -145,14 +145,14 @@ async def test_audit_finds_plaintext_tamper_foreign_envelope_and_missing_guard(
     assert email["tampered"] == 1
     assert email["tampered_keys"] == ["7"]
     assert email["authenticated"] == 299
-    assert "public.accounts.email: 1 envelope(s) fail authentication" in report["findings"]
+    assert "public.accounts.email: 1 envelope(s) fail authentication (pk 7)" in (report["findings"])
 
     # The human table says the same, by primary key and never by value.
     done = migrated.run(
         "audit", "--config", migrated.directory / "final.yaml", "--master-key",
         "env:PGSEAL_TEST_MK", check_status=1,
     )  # fmt: skip
-    assert "FINDING: public.accounts.iban: 1 plaintext value(s)" in done.stdout
+    assert "FINDING: public.accounts.iban: 1 plaintext value(s) (pk 5)" in done.stdout
     assert "1 (pk 5)" in done.stdout
     assert "1 (pk 9)" in done.stdout
     assert "1 (pk 7)" in done.stdout
