@@ -183,7 +183,7 @@ def _table(headers: list[str], rows: list[list[str]], title: str | None = None) 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*headers, title=title, show_lines=False)
+    table = Table(*headers, title=title, title_justify="left", show_lines=False)
     for row in rows:
         table.add_row(*row)
     # Wide enough for every cell: a report is read in full, never truncated.
