@@ -40,7 +40,7 @@ FINAL = MIGRATING.replace(", migrating: true", "")
 PLAINTEXT = "DE89-3704-INJECTED"
 
 
-def _audit(env: DbaEnv, *extra: str, status: int) -> dict[str, Any]:
+def _audit(env: DbaEnv, *extra: str, status: int | None) -> dict[str, Any]:
     config = env.directory / "final.yaml"
     done = env.run("audit", "--config", config, "--json", *extra, check_status=status)
     assert PLAINTEXT not in done.stdout + done.stderr
@@ -178,3 +178,18 @@ def test_audit_works_on_a_read_only_role(migrated: DbaEnv) -> None:
         ).stdout
     )
     assert _column(report, "public.accounts.iban")["rows"] == 300
+
+
+def test_values_of_a_shredded_tenant_are_counted_not_findings(migrated: DbaEnv) -> None:
+    before = _audit(migrated, "--master-key", "env:PGSEAL_TEST_MK", status=None)
+    migrated.run("keys", "shred", "--tenant", "2", "--yes", "--dsn", migrated.dsn, check_status=0)
+    after = _audit(migrated, "--master-key", "env:PGSEAL_TEST_MK", status=None)
+    assert after["findings"] == before["findings"]  # nothing new to report
+    for name in ("public.accounts.iban", "public.accounts.email"):
+        column = _column(after, name)
+        assert column["destroyed_key"] == column["by_tenant"]["2"] > 0
+        assert column["authenticated"] + column["destroyed_key"] + column["tampered"] == (
+            column["envelopes"] - column["unknown_key"]
+        )
+    states = {(k["tenant"], k["state"]) for k in after["key_versions"]}
+    assert ("2", "destroyed") in states

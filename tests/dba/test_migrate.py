@@ -305,3 +305,21 @@ async def test_reverse_restores_the_original_values(dba: DbaEnv) -> None:
         assert await con.fetchval("SELECT count(email_bidx) FROM people") == 0
     finally:
         await con.close()
+
+
+def test_refusals_are_one_line(dba: DbaEnv) -> None:
+    asyncio.run(dba.execute("CREATE TABLE nokey (business_id int, secret text)"))
+    config = dba.config(
+        "tables:\n  nokey:\n    tenant_column: business_id\n    columns:\n"
+        "      secret: {type: text, migrating: true}\n",
+        name="nokey.yaml",
+    )
+    for args in (("migrate",), ("reencrypt",), ("migrate", "--table", "other")):
+        done = dba.run(*args, "--config", config, check_status=1)
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "Traceback" not in done.stderr
+    done = dba.run("migrate", "--config", config)
+    assert "table public.nokey has no primary key" in done.stderr
+    done = dba.run("migrate", "--config", config, "--table", "other")
+    assert "table public.other is not configured" in done.stderr
