@@ -182,14 +182,15 @@ def test_audit_works_on_a_read_only_role(migrated: DbaEnv) -> None:
 
 def test_values_of_a_shredded_tenant_are_counted_not_findings(migrated: DbaEnv) -> None:
     before = _audit(migrated, "--master-key", "env:PGSEAL_TEST_MK", status=None)
-    migrated.run("keys", "shred", "--tenant", "2", "--yes", "--dsn", migrated.dsn, check_status=0)
+    # Business 3: not the one of the tampered row 7 (a shredded value cannot be authenticated).
+    migrated.run("keys", "shred", "--tenant", "3", "--yes", "--dsn", migrated.dsn, check_status=0)
     after = _audit(migrated, "--master-key", "env:PGSEAL_TEST_MK", status=None)
     assert after["findings"] == before["findings"]  # nothing new to report
     for name in ("public.accounts.iban", "public.accounts.email"):
         column = _column(after, name)
-        assert column["destroyed_key"] == column["by_tenant"]["2"] > 0
+        assert column["destroyed_key"] == column["by_key_version"]["3/v1"] > 0
         assert column["authenticated"] + column["destroyed_key"] + column["tampered"] == (
             column["envelopes"] - column["unknown_key"]
         )
     states = {(k["tenant"], k["state"]) for k in after["key_versions"]}
-    assert ("2", "destroyed") in states
+    assert ("3", "destroyed") in states
