@@ -570,7 +570,8 @@ async def _install_guards(
         except asyncpg.CheckViolationError:
             raise JobError(
                 f"guard {guard_name(column.name)} on {plan.name} is installed for new writes but "
-                "not validated: plaintext was written around pgseal meanwhile; run migrate again"
+                "not validated: some rows still hold plaintext (written around pgseal, or "
+                "skipped by an earlier run); `pgseal audit` lists them, then run migrate again"
             ) from None
         result.guards.append(f"installed {guard_name(column.name)}")
 
