@@ -300,7 +300,7 @@ def _job(job: Job) -> Callable[[argparse.Namespace], int]:
         dsn = _data_dsn(args, config)
 
         async def work(con: asyncpg.Connection[Any]) -> int:
-            plans, live = await plan_tables(con, config.rules, args.table or ())
+            plans = await plan_tables(con, config.rules, args.table or ())
             old_ids: frozenset[int] = frozenset()
             failed = False
             async with _maybe_crypto(args, config, dsn, needed=not args.dry_run) as crypto:
@@ -315,7 +315,6 @@ def _job(job: Job) -> Callable[[argparse.Namespace], int]:
                                 plan,
                                 mode,
                                 crypto=crypto,
-                                live=live,
                                 batch_size=args.batch_size,
                                 rate=args.rate,
                                 dry_run=args.dry_run,

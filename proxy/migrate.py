@@ -43,7 +43,6 @@ from rules.model import ProtectedColumn, ProtectedTable, Rules
 from rules.schema_check import (
     CANONICAL_SETTINGS_SQL,
     GUARD_FUNCTIONS_SQL,
-    LiveSchema,
     LiveTable,
     guard_definition,
     guard_name,
@@ -136,7 +135,7 @@ class TableResult:
 
 async def plan_tables(
     connection: asyncpg.Connection[Any], rules: Rules, tables: Sequence[str] = ()
-) -> tuple[list[TablePlan], LiveSchema]:
+) -> list[TablePlan]:
     """The configured tables (or ``tables``), checked for a primary key."""
     names = sorted(rules.tables)
     if tables:
@@ -163,7 +162,7 @@ async def plan_tables(
         plans.append(
             TablePlan(table, tuple(table.columns.values()), found.primary_key, key_types, found)
         )
-    return plans, live
+    return plans
 
 
 # -- SQL of one table ------------------------------------------------------------------
@@ -398,7 +397,6 @@ async def run_table(
     job: Job,
     *,
     crypto: FieldCrypto | None,
-    live: LiveSchema,
     batch_size: int = 1000,
     rate: float | None = None,
     dry_run: bool = False,
@@ -418,7 +416,7 @@ async def run_table(
         if job == "migrate":
             await _convert_storage(connection, plan, result)
         if job == "reverse":
-            await _drop_guards(connection, plan, live, result)
+            await _drop_guards(connection, plan, result)
         last_key, seen, _ = await _start_job(connection, job, plan.name, restart)
     else:
         last_key, seen = None, 0
@@ -588,7 +586,7 @@ async def _add_guard(
 
 
 async def _drop_guards(
-    connection: asyncpg.Connection[Any], plan: TablePlan, live: LiveSchema, result: TableResult
+    connection: asyncpg.Connection[Any], plan: TablePlan, result: TableResult
 ) -> None:
     table = _table_sql(plan)
     for column in plan.columns:
