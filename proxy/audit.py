@@ -33,14 +33,15 @@ from typing import Any, Final
 
 import asyncpg
 
-from crypto.envelope import dearmor, is_armored, is_envelope, peek_key_id
-from crypto.errors import CryptoError, EnvelopeTampered, KeyDestroyed, UnknownKey, WrongTenant
+from crypto.envelope import peek_key_id
+from crypto.errors import EnvelopeTampered, KeyDestroyed, UnknownKey, WrongTenant
 from crypto.field import FieldCrypto
 from proxy.live_schema import load_live_schema, pii_looking_columns
+from proxy.migrate import stored_envelope
 from rules.model import ProtectedColumn, ProtectedTable, Rules
 from rules.schema_check import LiveSchema, guard_status, quote_ident
 
-__all__ = ["AuditReport", "ColumnAudit", "KeyRow", "audit"]
+__all__ = ["AuditReport", "ColumnAudit", "KeyRow", "KeyVersionUsage", "audit"]
 
 _FETCH: Final = 2000
 _DEFAULT_LISTED: Final = 20
@@ -51,6 +52,17 @@ class KeyRow:
     tenant: str
     version: int
     state: str
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class KeyVersionUsage:
+    """One data-key version and how many values of the scanned columns it seals:
+    a retired version at 0 is no longer needed (after ``pgseal reencrypt``)."""
+
+    tenant: str
+    version: int
+    state: str
+    envelopes: int
 
 
 @dataclass(slots=True)
@@ -87,16 +99,17 @@ class ColumnAudit:
 
     def findings(self) -> list[str]:
         out = []
-        if self.plaintext:
-            out.append(f"{self.column}: {self.plaintext} plaintext value(s)")
-        if self.tampered:
-            out.append(f"{self.column}: {self.tampered} envelope(s) fail authentication")
-        if self.tenant_mismatch:
-            out.append(
-                f"{self.column}: {self.tenant_mismatch} envelope(s) under another tenant's key"
-            )
-        if self.unknown_key:
-            out.append(f"{self.column}: {self.unknown_key} envelope(s) name an unknown key id")
+        for kind, what in (
+            ("plaintext", "plaintext value(s)"),
+            ("tampered", "envelope(s) fail authentication"),
+            ("tenant_mismatch", "envelope(s) under another tenant's key"),
+            ("unknown_key", "envelope(s) name an unknown key id"),
+        ):
+            count: int = getattr(self, kind)
+            if count:
+                keys: list[str] = getattr(self, f"{kind}_keys")
+                more = ", ..." if count > len(keys) else ""
+                out.append(f"{self.column}: {count} {what} (pk {', '.join(keys)}{more})")
         if not self.migrating and self.guard != "installed":
             out.append(f"{self.column}: guard {self.guard}")
         return out
@@ -109,6 +122,7 @@ class AuditReport:
     master_key: bool
     rows_scanned: int = 0
     seconds: float = 0.0
+    key_versions: list[KeyVersionUsage] = field(default_factory=list)
 
     def findings(self) -> list[str]:
         return [f for c in self.columns for f in c.findings()]
@@ -125,6 +139,7 @@ class AuditReport:
             "seconds": round(self.seconds, 3),
             "findings": self.findings(),
             "columns": [asdict(c) for c in self.columns],
+            "key_versions": [asdict(k) for k in self.key_versions],
             "unconfigured_pii": self.unconfigured_pii,
         }
 
@@ -140,17 +155,6 @@ async def _key_rows(connection: asyncpg.Connection[Any]) -> dict[int, KeyRow]:
         "SELECT key_id, tenant, version, state FROM pgseal.keys WHERE kind = 'data'"
     )
     return {r["key_id"]: KeyRow(r["tenant"], r["version"], r["state"]) for r in rows}
-
-
-def _envelope_of(column: ProtectedColumn, stored: bytes | str) -> bytes | None:
-    if isinstance(stored, str):
-        if column.storage != "text" or not is_armored(stored):
-            return None
-        try:
-            return dearmor(stored, column.qualified)
-        except CryptoError:
-            return None
-    return stored if column.storage == "bytea" and is_envelope(stored) else None
 
 
 async def audit(
@@ -189,6 +193,14 @@ async def audit(
             report.rows_scanned += await _scan_table(
                 connection, table, live, audits, keys, crypto, listed, progress
             )
+    counts: dict[str, int] = {}
+    for column in report.columns:
+        for version, n in column.by_key_version.items():
+            counts[version] = counts.get(version, 0) + n
+    report.key_versions = sorted(
+        KeyVersionUsage(k.tenant, k.version, k.state, counts.get(f"{k.tenant}/v{k.version}", 0))
+        for k in keys.values()
+    )
     report.seconds = time.monotonic() - started
     return report
 
@@ -238,7 +250,8 @@ async def _scan_table(
             ids: set[int] = set()
             for row in rows:
                 for i, column in enumerate(present):
-                    env = _stored_envelope(column, row[2 + i])
+                    stored = row[2 + i]
+                    env = None if stored is None else stored_envelope(column, stored)
                     if env is not None:
                         ids.add(peek_key_id(env))
             await crypto.prefetch(ids & set(keys))
@@ -256,12 +269,6 @@ async def _scan_table(
     return scanned
 
 
-def _stored_envelope(column: ProtectedColumn, stored: Any) -> bytes | None:
-    if stored is None:
-        return None
-    return _envelope_of(column, stored)
-
-
 async def _classify(
     audit_: ColumnAudit,
     column: ProtectedColumn,
@@ -275,7 +282,7 @@ async def _classify(
     if stored is None:
         audit_.nulls += 1
         return
-    envelope = _envelope_of(column, stored)
+    envelope = stored_envelope(column, stored)
     if envelope is None:
         audit_.note("plaintext", label, listed)
         return

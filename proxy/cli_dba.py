@@ -27,7 +27,7 @@ import asyncio
 import json
 import sys
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,19 @@ async def _connect(dsn: str) -> asyncpg.Connection[Any]:
         return await asyncpg.connect(dsn)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise CommandError(f"cannot connect to {_mask(dsn)}: {exc}") from None
+
+
+def _on_database(dsn: str, work: Callable[[asyncpg.Connection[Any]], Awaitable[int]]) -> int:
+    """Run ``work`` on one direct connection, closed whatever happens."""
+
+    async def main() -> int:
+        con = await _connect(dsn)
+        try:
+            return await work(con)
+        finally:
+            await con.close()
+
+    return asyncio.run(main())
 
 
 @asynccontextmanager
@@ -170,10 +183,13 @@ def _table(headers: list[str], rows: list[list[str]], title: str | None = None) 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*headers, title=title, show_lines=False)
+    table = Table(*headers, title=title, title_justify="left", show_lines=False)
     for row in rows:
         table.add_row(*row)
-    Console(width=max(100, sum(len(h) for h in headers) * 2)).print(table)
+    # Wide enough for every cell: a report is read in full, never truncated.
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    width = max(sum(widths) + 3 * len(widths) + 1, len(title or ""))
+    Console(width=width).print(table)
 
 
 # -- rules check -----------------------------------------------------------------
@@ -186,68 +202,64 @@ def _rules_check(args: argparse.Namespace) -> int:
     config = _load(args)
     dsn = _data_dsn(args, config)
 
-    async def work() -> int:
-        con = await _connect(dsn)
-        try:
-            live = await load_live_schema(con, sorted(config.rules.tables))
-            report = check_schema(config.rules, live)
-            mark = {True: "yes", False: "NO"}
-            _table(
-                ["column", "exists", "type", "type ok", "tenant col", "blind index", "guard"],
+    async def work(con: asyncpg.Connection[Any]) -> int:
+        live = await load_live_schema(con, sorted(config.rules.tables))
+        report = check_schema(config.rules, live)
+        mark = {True: "yes", False: "NO"}
+        _table(
+            ["column", "exists", "type", "type ok", "tenant col", "blind index", "guard"],
+            [
                 [
-                    [
-                        c.column,
-                        mark[c.exists],
-                        c.physical_type or "-",
-                        mark[c.type_ok],
-                        mark[c.tenant_ok],
-                        c.blind_index,
-                        c.guard,
-                    ]
-                    for c in report.columns
-                ],
-            )
-            for problem in report.table_problems:
-                _print(f"problem: {problem}")
-            for c in report.columns:
-                for problem in c.problems:
-                    _print(f"problem: {c.column}: {problem}")
-            if report.ok:
-                _print("consistent: config.yaml matches the database")
-                return EXIT_OK
-            _print("\nSQL that fixes it:" if not args.apply else "\napplying, in one transaction:")
-            for statement in report.fix_sql:
-                _print(statement)
-            if not args.apply:
-                _print("\nrun again with --apply to execute it in one transaction")
-                return EXIT_ERROR
-            try:
-                async with con.transaction():
-                    for statement in report.fix_sql:
-                        await con.execute(statement)
-            except Exception as exc:
-                import asyncpg
-
-                if isinstance(exc, asyncpg.CheckViolationError):
-                    raise CommandError(
-                        "a guard rejects existing rows, which hold plaintext: mark those "
-                        "columns migrating: true and run `pgseal migrate`; nothing was changed"
-                    ) from None
-                raise
-            live = await load_live_schema(con, sorted(config.rules.tables))
-            after = check_schema(config.rules, live)
-            if after.ok:
-                _print("applied; consistent: config.yaml matches the database")
-                return EXIT_OK
-            _print("applied, but still inconsistent:")
-            for c in after.columns:
-                for problem in c.problems:
-                    _print(f"problem: {c.column}: {problem}")
+                    c.column,
+                    mark[c.exists],
+                    c.physical_type or "-",
+                    mark[c.type_ok],
+                    mark[c.tenant_ok],
+                    c.blind_index,
+                    c.guard,
+                ]
+                for c in report.columns
+            ],
+        )
+        for problem in report.table_problems:
+            _print(f"problem: {problem}")
+        for c in report.columns:
+            for problem in c.problems:
+                _print(f"problem: {c.column}: {problem}")
+        if report.ok:
+            _print("consistent: config.yaml matches the database")
+            return EXIT_OK
+        _print("\nSQL that fixes it:" if not args.apply else "\napplying, in one transaction:")
+        for statement in report.fix_sql:
+            _print(statement)
+        if not args.apply:
+            _print("\nrun again with --apply to execute it in one transaction")
             return EXIT_ERROR
-        finally:
-            await con.close()
+        try:
+            async with con.transaction():
+                for statement in report.fix_sql:
+                    await con.execute(statement)
+        except Exception as exc:
+            import asyncpg
 
-    return asyncio.run(work())
+            if isinstance(exc, asyncpg.CheckViolationError):
+                raise CommandError(
+                    "a guard rejects existing rows, which hold plaintext: mark those "
+                    "columns migrating: true and run `pgseal migrate`; nothing was changed"
+                ) from None
+            raise
+        live = await load_live_schema(con, sorted(config.rules.tables))
+        after = check_schema(config.rules, live)
+        if after.ok:
+            _print("applied; consistent: config.yaml matches the database")
+            return EXIT_OK
+        _print("applied, but still inconsistent:")
+        for c in after.columns:
+            for problem in c.problems:
+                _print(f"problem: {c.column}: {problem}")
+        return EXIT_ERROR
+
+    return _on_database(dsn, work)
 
 
 # -- migrate / reencrypt --------------------------------------------------------------
@@ -287,45 +299,40 @@ def _job(job: Job) -> Callable[[argparse.Namespace], int]:
         config = _load(args)
         dsn = _data_dsn(args, config)
 
-        async def work() -> int:
-            con = await _connect(dsn)
-            try:
-                plans, live = await plan_tables(con, config.rules, args.table or ())
-                old_ids: frozenset[int] = frozenset()
-                failed = False
-                async with _maybe_crypto(args, config, dsn, needed=not args.dry_run) as crypto:
-                    if mode == "reencrypt":
-                        old_ids = await _old_key_ids(con)
-                    with _progress(sys.stderr.isatty() or args.progress) as progress:
-                        results = []
-                        for plan in plans:
-                            results.append(
-                                await run_table(
-                                    con,
-                                    plan,
-                                    mode,
-                                    crypto=crypto,
-                                    live=live,
-                                    batch_size=args.batch_size,
-                                    rate=args.rate,
-                                    dry_run=args.dry_run,
-                                    restart=args.restart,
-                                    install_guards=not getattr(args, "no_guard", False),
-                                    restore_type=getattr(args, "restore_type", False),
-                                    old_key_ids=old_ids,
-                                    progress=progress,
-                                )
+        async def work(con: asyncpg.Connection[Any]) -> int:
+            plans = await plan_tables(con, config.rules, args.table or ())
+            old_ids: frozenset[int] = frozenset()
+            failed = False
+            async with _maybe_crypto(args, config, dsn, needed=not args.dry_run) as crypto:
+                if mode == "reencrypt":
+                    old_ids = await _old_key_ids(con)
+                with _progress(sys.stderr.isatty() or args.progress) as progress:
+                    results = []
+                    for plan in plans:
+                        results.append(
+                            await run_table(
+                                con,
+                                plan,
+                                mode,
+                                crypto=crypto,
+                                batch_size=args.batch_size,
+                                rate=args.rate,
+                                dry_run=args.dry_run,
+                                restart=args.restart,
+                                install_guards=not getattr(args, "no_guard", False),
+                                restore_type=getattr(args, "restore_type", False),
+                                old_key_ids=old_ids,
+                                progress=progress,
                             )
-                for result in results:
-                    _print(_summary(result))
-                    failed = failed or bool(result.failure_counts)
-                if mode == "reencrypt" and not args.dry_run:
-                    await _print_key_usage(con, config)
-                return EXIT_ERROR if failed else EXIT_OK
-            finally:
-                await con.close()
+                        )
+            for result in results:
+                _print(_summary(result))
+                failed = failed or bool(result.failure_counts)
+            if mode == "reencrypt" and not args.dry_run:
+                await _print_key_usage(con, config)
+            return EXIT_ERROR if failed else EXIT_OK
 
-        return asyncio.run(work())
+        return _on_database(dsn, work)
 
     return body
 
@@ -349,29 +356,16 @@ async def _old_key_ids(con: asyncpg.Connection[Any]) -> frozenset[int]:
 
 
 async def _print_key_usage(con: asyncpg.Connection[Any], config: Config) -> None:
-    """Rows per data-key version after a re-encryption (an old version at 0 can go)."""
+    """Values per data-key version after a re-encryption (an old version at 0 can go)."""
     from proxy.audit import audit
 
-    report = await audit(con, config.rules)
-    counts: dict[str, int] = {}
-    for column in report.columns:
-        for version, n in column.by_key_version.items():
-            counts[version] = counts.get(version, 0) + n
-    rows = await con.fetch(
-        "SELECT tenant, version, state FROM pgseal.keys WHERE kind = 'data'"
-        " ORDER BY tenant, version"
-    )
+    _print_key_versions(await audit(con, config.rules))
+
+
+def _print_key_versions(report: AuditReport) -> None:
     _table(
         ["tenant", "version", "state", "values"],
-        [
-            [
-                r["tenant"],
-                str(r["version"]),
-                r["state"],
-                str(counts.get(f"{r['tenant']}/v{r['version']}", 0)),
-            ]
-            for r in rows
-        ],
+        [[k.tenant, str(k.version), k.state, str(k.envelopes)] for k in report.key_versions],
         title="values per data-key version",
     )
 
@@ -385,35 +379,28 @@ def _audit(args: argparse.Namespace) -> int:
     config = _load(args)
     dsn = _data_dsn(args, config)
 
-    async def work() -> int:
-        con = await _connect(dsn)
-        try:
-            show = (sys.stderr.isatty() or args.progress) and not args.json
-            if args.master_key:
-                async with _crypto(args, config, dsn) as crypto:
-                    with _progress(show) as progress:
-                        report = await audit(
-                            con, config.rules, crypto=crypto, listed=args.list, progress=progress
-                        )
-            else:
-                with _progress(show) as progress:
-                    report = await audit(con, config.rules, listed=args.list, progress=progress)
-        finally:
-            await con.close()
+    async def work(con: asyncpg.Connection[Any]) -> int:
+        show = (sys.stderr.isatty() or args.progress) and not args.json
+        async with _maybe_crypto(args, config, dsn, needed=bool(args.master_key)) as crypto:
+            with _progress(show) as progress:
+                report = await audit(
+                    con, config.rules, crypto=crypto, listed=args.list, progress=progress
+                )
         if args.json:
             _print(json.dumps(report.as_json(), indent=2, sort_keys=True))
         else:
             _print_audit(report)
         return EXIT_OK if report.ok else EXIT_ERROR
 
-    return asyncio.run(work())
+    return _on_database(dsn, work)
 
 
 def _keys_text(keys: list[str], count: int) -> str:
+    """A count and its first primary keys (the findings below list up to --list)."""
     if not count:
         return "0"
-    shown = ", ".join(keys)
-    return f"{count} (pk {shown}{', ...' if count > len(keys) else ''})"
+    shown = ", ".join(keys[:3])
+    return f"{count} (pk {shown}{', ...' if count > min(len(keys), 3) else ''})"
 
 
 def _print_audit(report: AuditReport) -> None:
@@ -448,18 +435,13 @@ def _print_audit(report: AuditReport) -> None:
         ],
         title="pgseal audit",
     )
-    versions: dict[str, int] = {}
     tenants: dict[str, int] = {}
     for c in report.columns:
-        for k, n in c.by_key_version.items():
-            versions[k] = versions.get(k, 0) + n
         for k, n in c.by_tenant.items():
             tenants[k] = tenants.get(k, 0) + n
-    if versions:
-        _print(
-            "envelopes per key version (tenant/version): "
-            + ", ".join(f"{k}: {n}" for k, n in sorted(versions.items()))
-        )
+    if report.key_versions:
+        _print_key_versions(report)
+    if tenants:
         _print(
             "envelopes per row tenant: "
             + ", ".join(f"{k}: {n}" for k, n in sorted(tenants.items()))

@@ -43,7 +43,6 @@ from rules.model import ProtectedColumn, ProtectedTable, Rules
 from rules.schema_check import (
     CANONICAL_SETTINGS_SQL,
     GUARD_FUNCTIONS_SQL,
-    LiveSchema,
     LiveTable,
     guard_definition,
     guard_name,
@@ -60,6 +59,7 @@ __all__ = [
     "TableResult",
     "plan_tables",
     "run_table",
+    "stored_envelope",
 ]
 
 Job = Literal["migrate", "reverse", "reencrypt"]
@@ -83,6 +83,7 @@ COMMENT ON TABLE pgseal.jobs IS
 
 _RETRIES: Final = 5
 _MAX_LISTED: Final = 50  # primary keys kept per kind of failure
+_LOCK_TIMEOUT: Final = "10s"  # for the catalog changes made while the application runs
 
 
 class JobError(Exception):
@@ -134,7 +135,7 @@ class TableResult:
 
 async def plan_tables(
     connection: asyncpg.Connection[Any], rules: Rules, tables: Sequence[str] = ()
-) -> tuple[list[TablePlan], LiveSchema]:
+) -> list[TablePlan]:
     """The configured tables (or ``tables``), checked for a primary key."""
     names = sorted(rules.tables)
     if tables:
@@ -161,7 +162,7 @@ async def plan_tables(
         plans.append(
             TablePlan(table, tuple(table.columns.values()), found.primary_key, key_types, found)
         )
-    return plans, live
+    return plans
 
 
 # -- SQL of one table ------------------------------------------------------------------
@@ -191,7 +192,9 @@ def _select_sql(plan: TablePlan, *, resume: bool, lock: bool) -> str:
     )
 
 
-def _update_sql(plan: TablePlan) -> str:
+def _update_sql(plan: TablePlan, *, with_index: bool) -> str:
+    """The batch UPDATE; ``with_index``: also set the blind indexes (not when
+    re-encrypting: the index key is not rotated, the indexes stay valid)."""
     n_keys = len(plan.primary_key)
     arrays: list[str] = [f"${i}::text[]" for i in range(1, n_keys + 1)]
     aliases = [f"k{i}" for i in range(n_keys)]
@@ -203,7 +206,7 @@ def _update_sql(plan: TablePlan) -> str:
         aliases.append(f"c{i}")
         name = quote_ident(column.name)
         sets.append(f"{name} = COALESCE(v.c{i}, t.{name})")
-        if column.searchable:
+        if column.searchable and with_index:
             position += 1
             arrays.append(f"${position}::bytea[]")
             aliases.append(f"b{i}")
@@ -221,8 +224,9 @@ def _update_sql(plan: TablePlan) -> str:
 # -- one value ----------------------------------------------------------------------
 
 
-def _envelope(column: ProtectedColumn, stored: bytes | str) -> bytes | None:
-    """The envelope in a stored value, or None when it is not one (plaintext)."""
+def stored_envelope(column: ProtectedColumn, stored: bytes | str) -> bytes | None:
+    """The envelope in a stored value as asyncpg returns it, or None when it is not
+    one (plaintext). Structural only: nothing is authenticated."""
     if isinstance(stored, str):  # text storage, or a dry run before the type change
         if column.storage != "text" or not is_armored(stored):
             return None
@@ -263,11 +267,11 @@ class _Batch:
             self.bidx[i].append(bidx[i])
         self.rows += 1
 
-    def args(self) -> list[Any]:
+    def args(self, *, with_index: bool) -> list[Any]:
         out: list[Any] = list(self.keys)
         for i, column in enumerate(self.plan.columns):
             out.append(self.values[i])
-            if column.searchable:
+            if column.searchable and with_index:
                 out.append(self.bidx[i])
         return out
 
@@ -315,7 +319,7 @@ async def _transform_value(
     ctx: _Context, column: ProtectedColumn, stored: bytes | str, tenant: str | None, label: str
 ) -> tuple[Any, bytes | None]:
     """(new stored value or None for unchanged, blind index)."""
-    envelope = _envelope(column, stored)
+    envelope = stored_envelope(column, stored)
     crypto = ctx.crypto
     if ctx.job == "migrate":
         if envelope is not None:
@@ -393,7 +397,6 @@ async def run_table(
     job: Job,
     *,
     crypto: FieldCrypto | None,
-    live: LiveSchema,
     batch_size: int = 1000,
     rate: float | None = None,
     dry_run: bool = False,
@@ -413,7 +416,7 @@ async def run_table(
         if job == "migrate":
             await _convert_storage(connection, plan, result)
         if job == "reverse":
-            await _drop_guards(connection, plan, live, result)
+            await _drop_guards(connection, plan, result)
         last_key, seen, _ = await _start_job(connection, job, plan.name, restart)
     else:
         last_key, seen = None, 0
@@ -428,7 +431,7 @@ async def run_table(
         progress(plan.name, seen, total)
     first = _select_sql(plan, resume=False, lock=not dry_run)
     after = _select_sql(plan, resume=True, lock=not dry_run)
-    update = _update_sql(plan)
+    update = _update_sql(plan, with_index=job != "reencrypt")
     this_run = 0
     while True:
         rows = await _run_batch(
@@ -490,7 +493,9 @@ async def _run_batch(
                     await _transform_row(ctx, plan, row, batch)
                 if batch is not None:
                     if batch.rows:
-                        await connection.execute(update, *batch.args())
+                        await connection.execute(
+                            update, *batch.args(with_index=ctx.job != "reencrypt")
+                        )
                     await connection.execute(
                         "UPDATE pgseal.jobs SET last_key = $3, rows_seen = rows_seen + $4,"
                         " rows_changed = rows_changed + $5, updated_at = now()"
@@ -546,25 +551,42 @@ async def _install_guards(
         if status == "installed":
             continue
         name = quote_ident(guard_name(column.name))
-        async with connection.transaction():
-            await connection.execute(GUARD_FUNCTIONS_SQL)
-            if status != "missing":
-                await connection.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
-            await connection.execute(
-                f"ALTER TABLE {table} ADD CONSTRAINT {name} {guard_definition(column)} NOT VALID"
-            )
+        try:
+            async with connection.transaction():
+                # The constraint is added NOT VALID (an instant catalog change under a
+                # brief ACCESS EXCLUSIVE lock); never queue the application behind a
+                # long transaction for it.
+                await connection.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+                await _add_guard(connection, table, column, name, status)
+        except asyncpg.LockNotAvailableError:
+            raise JobError(
+                f"could not lock {plan.name} within {_LOCK_TIMEOUT} to add guard "
+                f"{guard_name(column.name)}; run migrate again (done rows are skipped)"
+            ) from None
         try:
             await connection.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
         except asyncpg.CheckViolationError:
             raise JobError(
                 f"guard {guard_name(column.name)} on {plan.name} is installed for new writes but "
-                "not validated: plaintext was written around pgseal meanwhile; run migrate again"
+                "not validated: some rows still hold plaintext (written around pgseal, or "
+                "skipped by an earlier run); `pgseal audit` lists them, then run migrate again"
             ) from None
         result.guards.append(f"installed {guard_name(column.name)}")
 
 
+async def _add_guard(
+    connection: asyncpg.Connection[Any], table: str, column: ProtectedColumn, name: str, status: str
+) -> None:
+    await connection.execute(GUARD_FUNCTIONS_SQL)
+    if status != "missing":
+        await connection.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+    await connection.execute(
+        f"ALTER TABLE {table} ADD CONSTRAINT {name} {guard_definition(column)} NOT VALID"
+    )
+
+
 async def _drop_guards(
-    connection: asyncpg.Connection[Any], plan: TablePlan, live: LiveSchema, result: TableResult
+    connection: asyncpg.Connection[Any], plan: TablePlan, result: TableResult
 ) -> None:
     table = _table_sql(plan)
     for column in plan.columns:

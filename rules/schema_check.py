@@ -303,10 +303,10 @@ def _check_column(
             blind = "ok"
     uses_guard = False
     if column.migrating:
-        guard = "deferred (migrating)"
+        # Plaintext may still be there: no guard is required, but one that exists
+        # is shown as it is (an altered one is worth a look).
         status = guard_status(column, live)
-        if status == "installed":
-            guard = "installed"
+        guard = "deferred (migrating)" if status == "missing" else status
     else:
         guard = guard_status(column, live)
         name = quote_ident(guard_name(column.name))

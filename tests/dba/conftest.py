@@ -23,8 +23,10 @@ import pytest
 from tests.conftest import PgServer
 from tests.pgseal_process import REPO_ROOT
 
-#: Every CLI output of this package, scanned for plaintext by test_zz_no_plaintext.py.
+#: Every CLI output of this package and every master key it made, for the scan
+#: in test_zz_outputs.py.
 OUTPUTS: list[str] = []
+MASTER_KEYS: list[str] = []
 
 
 @dataclass
@@ -106,6 +108,7 @@ def make_env(server: PgServer, directory: Path, prefix: str) -> DbaEnv:
 
     asyncio.run(create())
     env = DbaEnv(server, name, directory, base64.b64encode(os.urandom(32)).decode())
+    MASTER_KEYS.append(env.master_key)
     env.run("keys", "init", "--dsn", env.dsn, check_status=0)
     return env
 

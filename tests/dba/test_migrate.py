@@ -271,8 +271,14 @@ async def test_reverse_restores_the_original_values(dba: DbaEnv) -> None:
     assert "installed" not in done.stdout  # no guard while plaintext is left
     await dba.execute("DELETE FROM people WHERE id = 13")
     before = [r for r in before if r[0] != 13]
-    done = dba.run("migrate", "--config", config, "--table", "people", check_status=0)
+    done = dba.run(
+        "migrate", "--config", config, "--table", "people", "--rate", "1500", "--batch-size",
+        "100", check_status=0,
+    )  # fmt: skip
     assert "installed pgseal_guard_memo" in done.stdout
+    # --rate: 599 rows at 1500 rows/s cannot take less than 0.4 s.
+    took = float(re.search(r"; ([\d.]+) s, ", done.stdout).group(1))  # type: ignore[union-attr]
+    assert took >= 0.35
 
     con = await dba.connect()
     try:
@@ -299,3 +305,21 @@ async def test_reverse_restores_the_original_values(dba: DbaEnv) -> None:
         assert await con.fetchval("SELECT count(email_bidx) FROM people") == 0
     finally:
         await con.close()
+
+
+def test_refusals_are_one_line(dba: DbaEnv) -> None:
+    asyncio.run(dba.execute("CREATE TABLE nokey (business_id int, secret text)"))
+    config = dba.config(
+        "tables:\n  nokey:\n    tenant_column: business_id\n    columns:\n"
+        "      secret: {type: text, migrating: true}\n",
+        name="nokey.yaml",
+    )
+    for args in (("migrate",), ("reencrypt",), ("migrate", "--table", "other")):
+        done = dba.run(*args, "--config", config, check_status=1)
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "Traceback" not in done.stderr
+    done = dba.run("migrate", "--config", config)
+    assert "table public.nokey has no primary key" in done.stderr
+    done = dba.run("migrate", "--config", config, "--table", "other")
+    assert "table public.other is not configured" in done.stderr
