@@ -373,6 +373,15 @@ class Proxy:
                 answer = await asyncio.wait_for(loop.sock_recv(sock, 1), s.connect_timeout)
                 if answer == b"S":
                     use_tls = True
+                elif not answer:
+                    sock.close()
+                    conn.upstream_failed(
+                        "08001",
+                        f"pgseal: the database server at {where} closed the connection "
+                        "before answering (is it starting or shutting down?)",
+                        "Retry; check that PostgreSQL is running.",
+                    )
+                    return
                 elif answer == b"N":
                     if s.tls_upstream in ("require", "verify-full"):
                         sock.close()
