@@ -89,6 +89,11 @@ class ProxySettings:
     auth: AuthConfig | None = None
     #: For auth_query (may hold a password: never in the repr).
     service_dsn: str | None = field(default=None, repr=False)
+    # Under --workers: this worker's private socket for cancel requests relayed
+    # by its siblings, and theirs (unix socket paths in the supervisor's 0700
+    # directory).
+    cancel_listen: str | None = None
+    cancel_peers: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> ProxySettings:
@@ -159,6 +164,7 @@ class Proxy:
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopping = False
         self._timer: asyncio.Task[None] | None = None
+        self._cancel_server: asyncio.Server | None = None
         self.accepted = 0
 
     # -- TLS contexts ------------------------------------------------------------
@@ -213,6 +219,12 @@ class Proxy:
             self._listeners.append(sock)
             loop.add_reader(sock.fileno(), self._on_acceptable, sock)
         self._timer = asyncio.create_task(self._timers())
+        if s.cancel_listen is not None:
+            with contextlib.suppress(FileNotFoundError):  # left by a worker that died
+                os.unlink(s.cancel_listen)
+            self._cancel_server = await asyncio.start_unix_server(
+                self._relayed_cancel, s.cancel_listen
+            )
         if s.worker is None:
             log.info("listening on %s", ", ".join(self.addresses))
         else:
@@ -243,6 +255,9 @@ class Proxy:
                 loop.remove_reader(sock.fileno())
                 sock.close()
         self._listeners.clear()
+        if self._cancel_server is not None:
+            self._cancel_server.close()
+            self._cancel_server = None
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight work finish up to ``grace``, then close."""
@@ -350,10 +365,14 @@ class Proxy:
     def unregister_cancel(self, pid: int) -> None:
         self.cancel_keys.pop(pid, None)
 
-    async def forward_cancel(self, request: ForwardCancel) -> None:
+    async def forward_cancel(self, request: ForwardCancel, *, relayed: bool = False) -> None:
         target = self.cancel_keys.get(request.pid)
-        if target is None or not hmac.compare_digest(target.secret, request.secret):
+        if target is None:
+            if not relayed:
+                await self._relay_cancel(request)
             return  # Postgres ignores unknown keys silently; so do we
+        if not hmac.compare_digest(target.secret, request.secret):
+            return
         cancel = codec.CancelRequest(target.upstream_pid, target.upstream_secret).encode()
         try:
             reader, writer = await asyncio.wait_for(
@@ -365,6 +384,38 @@ class Proxy:
             writer.close()
         except (OSError, TimeoutError) as exc:
             log.warning("could not forward a cancel request: %s", exc)
+
+    async def _relay_cancel(self, request: ForwardCancel) -> None:
+        """A cancel for a key this worker did not issue goes to every sibling.
+
+        A client sends its CancelRequest on a new connection, which the kernel
+        may give to any worker (SO_REUSEPORT); only the worker that issued the
+        key knows the backend. Cancels are rare and workers few, so each
+        sibling gets it and all but the owner ignore it; a relayed cancel is
+        never relayed again.
+        """
+        packet = codec.CancelRequest(request.pid, request.secret).encode()
+        for peer in self.settings.cancel_peers:
+            try:
+                _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(peer), 2)
+                writer.write(packet)
+                await writer.drain()
+                writer.close()
+            except (OSError, TimeoutError) as exc:  # that worker is restarting
+                log.debug("could not relay a cancel request to a sibling worker: %s", exc)
+
+    async def _relayed_cancel(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            packet = await asyncio.wait_for(reader.read(1024), 2)
+            request = codec.decode_startup(packet)
+        except (OSError, TimeoutError, codec.ProtocolViolation):
+            return
+        finally:
+            writer.close()
+        if isinstance(request, codec.CancelRequest):
+            await self.forward_cancel(ForwardCancel(request.pid, request.secret), relayed=True)
 
     async def open_upstream_stream(
         self,
@@ -397,6 +448,15 @@ class Proxy:
                 answer = await asyncio.wait_for(loop.sock_recv(sock, 1), s.connect_timeout)
                 if answer == b"S":
                     use_tls = True
+                elif not answer:
+                    sock.close()
+                    conn.upstream_failed(
+                        "08001",
+                        f"pgseal: the database server at {where} closed the connection "
+                        "before answering (is it starting or shutting down?)",
+                        "Retry; check that PostgreSQL is running.",
+                    )
+                    return
                 elif answer == b"N":
                     if s.tls_upstream in ("require", "verify-full"):
                         sock.close()
@@ -870,15 +930,19 @@ async def serve(
             loop.remove_signal_handler(sig)
 
 
-def run(config: Config, *, workers: int = 1, worker: int | None = None) -> int:
+def run(
+    config: Config, *, workers: int = 1, worker: int | None = None, rundir: str | None = None
+) -> int:
     """Blocking entry point of ``pgseal serve``.
 
     ``workers > 1`` hands over to the supervisor (``proxy.workers``), which
-    calls this again in each forked worker with ``worker`` set: the listen
-    socket is then shared (SO_REUSEPORT), and a metrics port other than 0 is
-    offset by the worker's index so that each worker can be scraped.
+    calls this again in each forked worker with ``worker`` set (and
+    ``workers`` the total): the listen socket is then shared (SO_REUSEPORT), a
+    metrics port other than 0 is offset by the worker's index so that each
+    worker can be scraped, and cancel requests are relayed between workers
+    through unix sockets in ``rundir``.
     """
-    if workers > 1:
+    if workers > 1 and worker is None:
         from proxy.workers import run_workers
 
         _disable_core_dumps()
@@ -890,6 +954,10 @@ def run(config: Config, *, workers: int = 1, worker: int | None = None) -> int:
             worker=worker,
             reuse_port=True,
             metrics_port=settings.metrics_port + worker if settings.metrics_port else 0,
+            cancel_listen=_cancel_address(rundir, worker) if rundir else None,
+            cancel_peers=tuple(
+                _cancel_address(rundir, i) for i in range(workers) if i != worker and rundir
+            ),
         )
     source = config.source
 
@@ -938,6 +1006,10 @@ def run(config: Config, *, workers: int = 1, worker: int | None = None) -> int:
     _install_uvloop()
     asyncio.run(main())
     return 0
+
+
+def _cancel_address(rundir: str, worker: int) -> str:
+    return f"{rundir}/cancel-{worker}.sock"
 
 
 def _disable_core_dumps() -> None:

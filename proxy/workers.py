@@ -20,6 +20,10 @@ The parent (this module) does no proxying. It:
 - forks the workers before any event loop or thread exists (fork is then safe,
   and a worker costs no re-import), with the signals it handles blocked, so a
   SIGTERM that arrives while forking is not lost;
+- gives the workers a private 0700 directory for the unix sockets on which
+  they relay cancel requests to each other (a CancelRequest arrives on a new
+  connection, which the kernel may hand to a worker that did not issue the
+  key);
 - forwards SIGTERM/SIGINT (graceful stop, each worker's shutdown grace) and
   SIGHUP (each worker reloads config.yaml; the parent reloads it too, for the
   workers it starts later);
@@ -35,9 +39,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -102,6 +108,7 @@ class _Supervisor:
     stopping: bool = False
     failed: bool = False
     parent: int = field(default_factory=os.getpid)
+    rundir: str = ""  # 0700 directory for the workers' cancel sockets
 
     def spawn(self, index: int, unblocked: set[int | signal.Signals]) -> None:
         sys.stdout.flush()
@@ -114,7 +121,7 @@ class _Supervisor:
                 signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
                 from proxy.server import run
 
-                code = run(self.config, worker=index)
+                code = run(self.config, workers=self.count, worker=index, rundir=self.rundir)
             except ConfigError as exc:
                 print(exc, file=sys.stderr)
             except BaseException as exc:
@@ -191,7 +198,8 @@ def run_workers(config: Config, count: int) -> int:
     listen, held = reserve_listen_address(config.listen)
     config = config.with_overrides(listen=listen)
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-    supervisor = _Supervisor(config, count)
+    rundir = tempfile.mkdtemp(prefix="pgseal-workers-")
+    supervisor = _Supervisor(config, count, rundir=rundir)
     try:
         log.info("starting %d workers on %s", count, listen, extra={"pid": os.getpid()})
         for index in range(count):
@@ -211,5 +219,6 @@ def run_workers(config: Config, count: int) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for sock in held:
             sock.close()
+        shutil.rmtree(rundir, ignore_errors=True)
     log.info("all workers stopped")
     return 1 if supervisor.failed else 0

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import psycopg
 import pytest
 
 from proxy.workers import STARTUP_WINDOW
@@ -112,6 +113,40 @@ async def test_two_workers_share_the_port_restart_on_crash_and_stop_on_sigterm(
         with pytest.raises(ConnectionRefusedError):
             await asyncpg.connect(proxy.dsn(), timeout=2)
         assert "all workers stopped" in proxy.log_text()
+    finally:
+        proxy.stop()
+
+
+async def test_cancel_reaches_the_query_whichever_worker_gets_the_request(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """A CancelRequest comes on a new connection, which the kernel may give to
+    the other worker; it must still cancel the query, on every connection."""
+    proxy = await asyncio.to_thread(
+        start_pgseal,
+        tmp_path,
+        f"postgresql://{pg_server.host}:{pg_server.port}/postgres",
+        args=("--workers", "2"),
+    )
+    try:
+        workers = await _workers_listening(proxy, 2)
+        conns = [
+            await psycopg.AsyncConnection.connect(proxy.dsn(), autocommit=True) for _ in range(10)
+        ]
+        await asyncio.sleep(0.2)
+        assert set(_pids_serving(proxy)) == workers
+        sleeps = [asyncio.ensure_future(c.execute("SELECT pg_sleep(60)")) for c in conns]
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        for conn in conns:
+            await conn.cancel_safe(timeout=5)
+        outcomes = await asyncio.wait_for(asyncio.gather(*sleeps, return_exceptions=True), 10)
+        assert time.monotonic() - started < 10
+        assert [type(o) for o in outcomes] == [psycopg.errors.QueryCanceled] * len(conns)
+        for conn in conns:  # and each connection goes on working
+            cur = await conn.execute("SELECT 5")
+            assert await cur.fetchone() == (5,)
+            await conn.close()
     finally:
         proxy.stop()
 
