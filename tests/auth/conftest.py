@@ -118,7 +118,7 @@ def _tls_yaml(server: AuthServer, client: str, upstream: str, direct: bool = Fal
         f"tls:\n  cert: {server.pgseal_cert}\n  key: {server.pgseal_key}\n"
         f"  client: {client}\n  upstream: {upstream}\n"
         + (f"  upstream_ca: {server.ca}\n" if upstream == "verify-full" else "")
-        + ("  direct: true\n" if direct else "")
+        + f"  direct: {'true' if direct else 'false'}\n"
     )
 
 
@@ -140,7 +140,7 @@ def pt_plain_upstream(auth_server: AuthServer) -> Iterator[PgsealProcess]:
 
 @pytest.fixture(scope="package")
 def pt_tls_upstream(auth_server: AuthServer) -> Iterator[PgsealProcess]:
-    """Pass-through; clients plain or TLS; TLS upstream (verified)."""
+    """Pass-through; clients plain or TLS; TLS upstream (verified); direct TLS off."""
     yield from _start(auth_server, "pt-tls", _tls_yaml(auth_server, "allow", "verify-full"))
 
 
