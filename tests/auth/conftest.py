@@ -30,6 +30,7 @@ PASSWORDS = {
     "file_salted": "salted-pw",
 }
 HBA = [
+    "local all scram_user scram-sha-256",
     "local all all trust",
     "host all trust_user 127.0.0.1/32 trust",
     "host all md5_user 127.0.0.1/32 md5",
@@ -142,6 +143,21 @@ def pt_plain_upstream(auth_server: AuthServer) -> Iterator[PgsealProcess]:
 def pt_tls_upstream(auth_server: AuthServer) -> Iterator[PgsealProcess]:
     """Pass-through; clients plain or TLS; TLS upstream (verified); direct TLS off."""
     yield from _start(auth_server, "pt-tls", _tls_yaml(auth_server, "allow", "verify-full"))
+
+
+@pytest.fixture(scope="package")
+def pt_unix_upstream(auth_server: AuthServer) -> Iterator[PgsealProcess]:
+    """Pass-through; TLS clients; the upstream leg is the server's unix socket."""
+    cluster = auth_server.cluster
+    proc = start_pgseal(
+        auth_server.workdir / "pt-unix",
+        f"postgresql:///postgres?host={cluster.socket_dir}&port={cluster.port}",
+        _tls_yaml(auth_server, "require", "prefer"),
+    )
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(scope="package")
