@@ -195,3 +195,40 @@ def test_upstream_user_and_password(term_service_user: PgsealProcess) -> None:
         assert _upstream_leg(conn)[0::2] == (True, "scram_user")
     assert _fails(term_service_user, "app", "bad").sqlstate == "28P01"
     assert PASSWORDS["scram_user"] not in term_service_user.log_text()
+
+
+def test_unusable_auth_file_stops_serve_with_one_line(auth_server: AuthServer) -> None:
+    from tests.pgseal_process import start_pgseal
+
+    users = auth_server.workdir / "md5-users.txt"
+    users.write_text('"alice" "md5' + "0" * 32 + '"\n')
+    with pytest.raises(RuntimeError) as err:
+        start_pgseal(
+            auth_server.workdir / "bad-auth-file",
+            auth_server.upstream,
+            f"auth:\n  mode: terminate\n  auth_file: {users}\n",
+        )
+    assert f"pgseal: error: {users}:1: user 'alice' has an md5 secret" in str(err.value)
+    assert "Traceback" not in str(err.value)
+
+
+def test_auth_file_is_reread_when_it_changes(
+    auth_server: AuthServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.pgseal_process import start_pgseal
+
+    users = tmp_path_factory.mktemp("reread") / "users.txt"
+    users.write_text('"file_plain" "old-password"\n')
+    proc = start_pgseal(
+        auth_server.workdir / "reread",
+        auth_server.upstream,
+        f"auth:\n  mode: terminate\n  auth_file: {users}\n",
+    )
+    try:
+        params = {"sslmode": "disable"}
+        assert _fails(proc, "file_plain", PASSWORDS["file_plain"], **params).sqlstate == "28P01"
+        users.write_text(f'"file_plain" "{PASSWORDS["file_plain"]}"\n')
+        with _connect(proc, "file_plain", PASSWORDS["file_plain"], **params) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("file_plain",)
+    finally:
+        proc.stop()
