@@ -121,13 +121,21 @@ def test_upstream_tls_verify_full_checks_the_server(
         proc.stop()
 
 
-def test_tls_client_over_unix_socket_upstream_keeps_channel_binding_prefer(
-    pt_unix_upstream: PgsealProcess,
+@pytest.mark.parametrize("binding", ["disable", "prefer", "require"])
+def test_tls_client_over_unix_socket_upstream(
+    pt_unix_upstream: PgsealProcess, binding: str
 ) -> None:
     """A unix-socket upstream has no TLS, so a TLS client's gs2 flag 'y' is accepted."""
     dsn = pt_unix_upstream.dsn(
-        user="scram_user", password=PASSWORDS["scram_user"], sslmode="require"
+        user="scram_user",
+        password=PASSWORDS["scram_user"],
+        sslmode="require",
+        channel_binding=binding,
     )
+    if binding == "require":
+        with pytest.raises(psycopg.OperationalError, match=REQUIRE["scram"]):
+            psycopg.connect(dsn, connect_timeout=10)
+        return
     with psycopg.connect(dsn, connect_timeout=10) as conn:
         assert conn.pgconn.ssl_in_use
         row = conn.execute(
