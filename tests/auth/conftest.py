@@ -162,11 +162,11 @@ def pt_unix_upstream(auth_server: AuthServer) -> Iterator[PgsealProcess]:
 
 @pytest.fixture(scope="package")
 def term_query(auth_server: AuthServer) -> Iterator[PgsealProcess]:
-    """Terminate with the default auth_query; TLS required on both legs."""
+    """Terminate with the default auth_query; TLS required on both legs; direct TLS on."""
     yield from _start(
         auth_server,
         "term-query",
-        _tls_yaml(auth_server, "require", "verify-full")
+        _tls_yaml(auth_server, "require", "verify-full", direct=True)
         + f"service_dsn: {auth_server.service_dsn}\nauth:\n  mode: terminate\n",
     )
 

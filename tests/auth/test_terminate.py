@@ -232,3 +232,34 @@ def test_auth_file_is_reread_when_it_changes(
             assert conn.execute("SELECT current_user").fetchone() == ("file_plain",)
     finally:
         proc.stop()
+
+
+def test_direct_tls_with_channel_binding(term_query: PgsealProcess) -> None:
+    with _connect(
+        term_query,
+        "scram_user",
+        PASSWORDS["scram_user"],
+        sslnegotiation="direct",
+        channel_binding="require",
+    ) as conn:
+        assert conn.pgconn.ssl_in_use
+        assert _upstream_leg(conn)[0::2] == (True, "scram_user")
+
+
+def test_unreachable_auth_query_fails_every_login_alike(auth_server: AuthServer) -> None:
+    from proxy.embedded import free_port
+    from tests.pgseal_process import start_pgseal
+
+    proc = start_pgseal(
+        auth_server.workdir / "dead-service",
+        auth_server.upstream,
+        f"service_dsn: postgresql://postgres@127.0.0.1:{free_port()}/postgres\n"
+        "auth:\n  mode: terminate\n",
+    )
+    try:
+        for user in ("scram_user", "nobody_here"):
+            err = _fails(proc, user, "whatever", sslmode="disable")
+            assert err.sqlstate == "28000"
+            assert "cannot authenticate now: the auth_query on the service connection" in str(err)
+    finally:
+        proc.stop()
