@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import base64
 import shutil
+import ssl
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 import trustme
 
@@ -123,12 +126,56 @@ def _tls_yaml(server: AuthServer, client: str, upstream: str, direct: bool = Fal
     )
 
 
-def _start(server: AuthServer, name: str, yaml: str) -> Iterator[PgsealProcess]:
-    proc = start_pgseal(server.workdir / name, server.upstream, yaml)
+def _start(
+    server: AuthServer, name: str, yaml: str, upstream: str | None = None
+) -> Iterator[PgsealProcess]:
+    proc = start_pgseal(server.workdir / name, upstream or server.upstream, yaml)
     try:
         yield proc
     finally:
         proc.stop()
+        # pgseal logs at debug level in tests: no password may be in it.
+        log = proc.log_text()
+        leaked = [user for user, password in PASSWORDS.items() if password in log]
+        assert not leaked, f"pgseal {name} logged the password of {leaked}"
+
+
+def run_psql(dsn: str, password: str) -> subprocess.CompletedProcess[str]:
+    """psql -c (Debian's, libpq 15) asking which TLS the upstream leg uses."""
+    return subprocess.run(
+        [
+            find_binaries(need_ssl=True).tool("psql"),
+            "-X",
+            "-A",
+            "-t",
+            "-d",
+            dsn,
+            "-c",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ],
+        env={"PGPASSWORD": password, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+async def asyncpg_upstream_leg(proc: PgsealProcess, ca: Path) -> tuple[object, ...]:
+    """Log in as scram_user with asyncpg over verified TLS; (upstream TLS?, current_user)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    conn = await asyncpg.connect(
+        proc.dsn(user="scram_user", password=PASSWORDS["scram_user"]), ssl=ctx
+    )
+    try:
+        row = await conn.fetchrow(
+            "SELECT s.ssl, current_user FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()"
+        )
+        assert row is not None
+        assert await conn.fetchval("SELECT $1::int + 1", 41) == 42
+        return tuple(row)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="package")
@@ -149,15 +196,12 @@ def pt_tls_upstream(auth_server: AuthServer) -> Iterator[PgsealProcess]:
 def pt_unix_upstream(auth_server: AuthServer) -> Iterator[PgsealProcess]:
     """Pass-through; TLS clients; the upstream leg is the server's unix socket."""
     cluster = auth_server.cluster
-    proc = start_pgseal(
-        auth_server.workdir / "pt-unix",
-        f"postgresql:///postgres?host={cluster.socket_dir}&port={cluster.port}",
+    yield from _start(
+        auth_server,
+        "pt-unix",
         _tls_yaml(auth_server, "require", "prefer"),
+        f"postgresql:///postgres?host={cluster.socket_dir}&port={cluster.port}",
     )
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="package")

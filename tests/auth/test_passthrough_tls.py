@@ -9,15 +9,11 @@ legs really used TLS - or fails with the error docs/AUTH.md lists for it.
 from __future__ import annotations
 
 import itertools
-import ssl
-import subprocess
 
-import asyncpg
 import psycopg
 import pytest
 
-from proxy.embedded import find_binaries
-from tests.auth.conftest import PASSWORDS, AuthServer
+from tests.auth.conftest import PASSWORDS, AuthServer, asyncpg_upstream_leg, run_psql
 from tests.pgseal_process import PgsealProcess
 
 USERS = {"trust": "trust_user", "md5": "md5_user", "scram": "scram_user"}
@@ -145,39 +141,19 @@ def test_tls_client_over_unix_socket_upstream(
         assert row == (True, False)
 
 
-def _psql(dsn: str, password: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            find_binaries(need_ssl=True).tool("psql"),
-            "-X",
-            "-A",
-            "-t",
-            "-d",
-            dsn,
-            "-c",
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        ],
-        env={"PGPASSWORD": password, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def test_psql_sslmode_require_passthrough(
     pt_plain_upstream: PgsealProcess, pt_tls_upstream: PgsealProcess
 ) -> None:
     password = PASSWORDS["scram_user"]
-    ok = _psql(pt_plain_upstream.dsn(user="scram_user", sslmode="require"), password)
+    ok = run_psql(pt_plain_upstream.dsn(user="scram_user", sslmode="require"), password)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "f"  # the upstream leg is plain
     # TLS on both legs with psql's default channel_binding=prefer: pgseal's error.
-    crossed = _psql(pt_tls_upstream.dsn(user="scram_user", sslmode="require"), password)
+    crossed = run_psql(pt_tls_upstream.dsn(user="scram_user", sslmode="require"), password)
     assert crossed.returncode == 2
     assert CROSSING in crossed.stderr
     assert "auth.mode: terminate" in crossed.stderr
-    fixed = _psql(
+    fixed = run_psql(
         pt_tls_upstream.dsn(user="scram_user", sslmode="require", channel_binding="disable"),
         password,
     )
@@ -189,15 +165,4 @@ async def test_asyncpg_tls_both_legs_passthrough(
     pt_tls_upstream: PgsealProcess, auth_server: AuthServer
 ) -> None:
     """asyncpg has no channel binding (gs2 flag 'n'), so SCRAM crosses TLS on both legs."""
-    ctx = ssl.create_default_context(cafile=str(auth_server.ca))
-    conn = await asyncpg.connect(
-        pt_tls_upstream.dsn(user="scram_user", password=PASSWORDS["scram_user"]), ssl=ctx
-    )
-    try:
-        row = await conn.fetchrow(
-            "SELECT s.ssl, current_user FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()"
-        )
-        assert row is not None
-        assert tuple(row) == (True, "scram_user")
-    finally:
-        await conn.close()
+    assert await asyncpg_upstream_leg(pt_tls_upstream, auth_server.ca) == (True, "scram_user")

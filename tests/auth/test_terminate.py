@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import ssl
-import subprocess
 import warnings
 from collections.abc import Iterator
 
@@ -19,8 +18,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from proxy.embedded import find_binaries
-from tests.auth.conftest import PASSWORDS, AuthServer
+from tests.auth.conftest import PASSWORDS, AuthServer, asyncpg_upstream_leg, run_psql
 from tests.pgseal_process import PgsealProcess
 
 
@@ -121,19 +119,8 @@ def test_plain_client_refused_when_tls_required(term_query: PgsealProcess) -> No
 
 
 async def test_asyncpg_over_tls(term_query: PgsealProcess, auth_server: AuthServer) -> None:
+    assert await asyncpg_upstream_leg(term_query, auth_server.ca) == (True, "scram_user")
     ctx = ssl.create_default_context(cafile=str(auth_server.ca))
-    conn = await asyncpg.connect(
-        term_query.dsn(user="scram_user", password=PASSWORDS["scram_user"]), ssl=ctx
-    )
-    try:
-        row = await conn.fetchrow(
-            "SELECT s.ssl, current_user FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()"
-        )
-        assert row is not None
-        assert tuple(row) == (True, "scram_user")
-        assert await conn.fetchval("SELECT $1::int + 1", 41) == 42
-    finally:
-        await conn.close()
     with (
         _collect_asyncpg_leftovers(),
         pytest.raises(asyncpg.InvalidPasswordError, match="password authentication failed"),
@@ -142,25 +129,7 @@ async def test_asyncpg_over_tls(term_query: PgsealProcess, auth_server: AuthServ
 
 
 def test_psql_sslmode_require(term_query: PgsealProcess) -> None:
-    psql = find_binaries(need_ssl=True).tool("psql")
-    dsn = term_query.dsn(user="scram_user", sslmode="require")
-    result = subprocess.run(
-        [
-            psql,
-            "-X",
-            "-A",
-            "-t",
-            "-d",
-            dsn,
-            "-c",
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        ],
-        env={"PGPASSWORD": PASSWORDS["scram_user"], "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_psql(term_query.dsn(user="scram_user", sslmode="require"), PASSWORDS["scram_user"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "t"
 
