@@ -1,6 +1,8 @@
-"""The session in auth.mode: terminate, driven by scripted messages (no sockets).
+"""The session's authentication phases, driven by scripted messages (no sockets).
 
-What matters here is the order: no upstream connection before the client
+Pass-through: -PLUS is hidden from the client, and the downgrade flag 'y' is
+refused exactly when the server had offered -PLUS. Terminate: what matters is
+the order: no upstream connection before the client
 proved its password, the server's authentication requests never reach the
 client, and the client's AuthenticationOk is the server's.
 """
@@ -138,3 +140,38 @@ def test_server_refusal_names_pgseal_login() -> None:
     assert 'asks for an md5 password for user "svc"' in fields["M"]
     assert "auth.upstream_password" in fields["H"]
     assert session.phase is Phase.CLOSED
+
+
+def _passthrough_to_sasl(mechanisms: list[str]) -> Session:
+    session = Session(4, tls_available=True)
+    session.client_data(STARTUP.encode())
+    assert session.actions == [ConnectUpstream(STARTUP)]
+    session.server_connected()
+    session.upstream_tls = True
+    _drain(session)
+    session.server_data(codec.encode_sasl_mechanisms(mechanisms))
+    to_client, _ = _drain(session)
+    assert to_client == [(b"R", struct.pack("!I", 10) + b"SCRAM-SHA-256\x00\x00")]
+    return session
+
+
+def test_passthrough_hides_plus_and_refuses_the_downgrade_flag() -> None:
+    session = _passthrough_to_sasl(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+    session.client_data(_sasl_initial("SCRAM-SHA-256", "y,,n=,r=abcdefgh"))
+    to_client, to_server = _drain(session)
+    assert to_server == []  # never reaches the server, which would call it an attack
+    fields = codec.decode_error_fields(to_client[-1][1])
+    assert fields["C"] == "28000"
+    assert "channel binding cannot pass through pgseal" in fields["M"]
+    assert "auth.mode: terminate" in fields["H"]
+
+
+def test_passthrough_relays_y_when_the_server_offered_no_plus() -> None:
+    # A TLS server without channel binding (or a unix socket): 'y' is fine there.
+    session = _passthrough_to_sasl(["SCRAM-SHA-256"])
+    initial = _sasl_initial("SCRAM-SHA-256", "y,,n=,r=abcdefgh")
+    session.client_data(initial)
+    to_client, to_server = _drain(session)
+    assert to_client == []
+    assert to_server == [(b"p", initial[5:])]
+    assert _phase(session) is Phase.AUTH
