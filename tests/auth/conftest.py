@@ -29,6 +29,7 @@ from tests.pgseal_process import PgsealProcess, start_pgseal
 PASSWORDS = {
     "scram_user": "scram-pw",
     "md5_user": "md5-pw",
+    "password_user": "cleartext-pw",
     "file_plain": "plain-pw",
     "file_salted": "salted-pw",
 }
@@ -37,6 +38,7 @@ HBA = [
     "local all all trust",
     "host all trust_user 127.0.0.1/32 trust",
     "host all md5_user 127.0.0.1/32 md5",
+    "host all password_user 127.0.0.1/32 password",
     "host all all 127.0.0.1/32 scram-sha-256",
 ]
 
@@ -107,9 +109,11 @@ def auth_server() -> Iterator[AuthServer]:
             f"CREATE ROLE scram_user LOGIN PASSWORD '{PASSWORDS['scram_user']}';"
             f"CREATE ROLE file_plain LOGIN PASSWORD '{PASSWORDS['file_plain']}';"
             f"CREATE ROLE file_salted LOGIN PASSWORD '{PASSWORDS['file_salted']}';"
+            f"CREATE ROLE password_user LOGIN PASSWORD '{PASSWORDS['password_user']}';"
             "SET password_encryption = 'md5';"
             f"CREATE ROLE md5_user LOGIN PASSWORD '{PASSWORDS['md5_user']}';"
-            "GRANT pg_read_all_stats TO scram_user, md5_user, trust_user, file_plain;"
+            "GRANT pg_read_all_stats TO scram_user, md5_user, trust_user, file_plain, "
+            "password_user;"
         )
         yield AuthServer(cluster, paths["ca.crt"], paths["pgseal.crt"], paths["pgseal.key"], base)
     finally:
@@ -222,6 +226,7 @@ def term_file(auth_server: AuthServer) -> Iterator[PgsealProcess]:
     users.write_text(
         f'"scram_user" "{auth_server.secret_of("scram_user")}"\n'
         f'"file_plain" "{PASSWORDS["file_plain"]}"\n'
+        f'"password_user" "{PASSWORDS["password_user"]}"\n'
         f'"file_salted" "{_scram_text(ScramSecret.from_password(PASSWORDS["file_salted"]))}"\n'
         f'"md5_user" "{_scram_text(ScramSecret.from_password(PASSWORDS["md5_user"]))}"\n'
     )

@@ -1,6 +1,6 @@
 """Pass-through authentication over every TLS combination, with psycopg (libpq 18).
 
-client leg (plain / TLS) x upstream leg (plain / TLS) x server auth (trust /
+client leg (plain / TLS) x upstream leg (plain / TLS) x server auth (trust / password /
 md5 / scram-sha-256) x client channel_binding (disable / prefer / require).
 Each combination either logs in - and the test checks on the server which
 legs really used TLS - or fails with the error docs/AUTH.md lists for it.
@@ -16,7 +16,12 @@ import pytest
 from tests.auth.conftest import PASSWORDS, AuthServer, asyncpg_upstream_leg, run_psql
 from tests.pgseal_process import PgsealProcess
 
-USERS = {"trust": "trust_user", "md5": "md5_user", "scram": "scram_user"}
+USERS = {
+    "trust": "trust_user",
+    "password": "password_user",
+    "md5": "md5_user",
+    "scram": "scram_user",
+}
 
 # pgseal's own refusal: the client's gs2 flag 'y' would be rejected by a TLS
 # server as a downgrade, so pgseal says what to configure before that happens.
@@ -27,6 +32,7 @@ NO_SSL = "channel binding required, but SSL not in use"
 REQUIRE = {
     "trust": "channel binding required, but server authenticated client without channel binding",
     "md5": "channel binding required but not supported by server's authentication request",
+    "password": "channel binding required but not supported by server's authentication request",
     "scram": "channel binding is required, but server did not offer an authentication method "
     "that supports channel binding",
 }

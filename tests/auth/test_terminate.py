@@ -141,6 +141,9 @@ def test_auth_file_server_secret_and_password(term_file: PgsealProcess) -> None:
     # A plaintext password in the file: used for the upstream login.
     with _connect(term_file, "file_plain", PASSWORDS["file_plain"]) as conn:
         assert _upstream_leg(conn)[0::2] == (True, "file_plain")
+    # ... also when the server asks for it in cleartext (pg_hba "password").
+    with _connect(term_file, "password_user", PASSWORDS["password_user"]) as conn:
+        assert _upstream_leg(conn)[0::2] == (True, "password_user")
     assert _fails(term_file, "file_plain", "wrong").sqlstate == "28P01"
 
 
