@@ -258,6 +258,7 @@ class Session:
         self.client_tls = False
         self.upstream_tls = False
         self._sasl_started = False
+        self._plus_hidden = False  # pass-through: the server offered -PLUS, pgseal hid it
         # auth.mode: terminate (None: authentication is relayed).
         self.terminate = terminate
         self._client_scram: ClientScram | None = None
@@ -389,7 +390,9 @@ class Session:
             if kind == 0x70 and self._sasl_started:  # SASLInitialResponse
                 self._sasl_started = False
                 mechanism, data = codec.decode_sasl_initial(buf[start + 5 : end])
-                if mechanism.endswith("-PLUS") or ((data or b"")[:1] == b"y" and self.upstream_tls):
+                # 'y' = "I could bind, the server cannot": a server that did
+                # offer -PLUS (pgseal stripped it) rejects that as a downgrade.
+                if mechanism.endswith("-PLUS") or ((data or b"")[:1] == b"y" and self._plus_hidden):
                     self._fatal(
                         "28000",
                         "pgseal: SCRAM channel binding cannot pass through pgseal when both "
@@ -884,6 +887,7 @@ class Session:
                 self._sasl_started = True
                 plain = [m for m in mechanisms if not m.endswith("-PLUS")]
                 if plain != mechanisms:
+                    self._plus_hidden = True
                     self.to_client.append(codec.encode_sasl_mechanisms(plain))
                     continue
             self.to_client.append(buf[start:end])

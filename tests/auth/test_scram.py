@@ -150,32 +150,27 @@ def _server_requests(
     assert login.answer(AUTH_OK, b"") is None
 
 
-@pytest.mark.parametrize("binding", [None, CERT_HASH])
-def test_recovered_client_key_logs_in_upstream(binding: bytes | None) -> None:
-    secret = secret_for("pw")
+def _login_with_recovered_key(secret: UserSecret, binding: bytes | None) -> UpstreamLogin:
+    """The client logs in to pgseal; pgseal's upstream login then holds its ClientKey."""
     client_side = ClientScram("alice", secret, None, SEED)
     run_client(client_side, "pw")
-    login = UpstreamLogin(
+    return UpstreamLogin(
         "alice",
         password=None,
         client_key=client_side.client_key,
         secret=secret,
         server_cert_hash=binding,
     )
-    _server_requests(login, secret.scram, binding)
+
+
+@pytest.mark.parametrize("binding", [None, CERT_HASH])
+def test_recovered_client_key_logs_in_upstream(binding: bytes | None) -> None:
+    secret = secret_for("pw")
+    _server_requests(_login_with_recovered_key(secret, binding), secret.scram, binding)
 
 
 def test_client_key_against_another_verifier_says_what_to_configure() -> None:
-    secret = secret_for("pw")
-    client_side = ClientScram("alice", secret, None, SEED)
-    run_client(client_side, "pw")
-    login = UpstreamLogin(
-        "alice",
-        password=None,
-        client_key=client_side.client_key,
-        secret=secret,
-        server_cert_hash=None,
-    )
+    login = _login_with_recovered_key(secret_for("pw"), None)
     with pytest.raises(AuthError, match="not the server's own") as err:
         _server_requests(login, ScramSecret.from_password("pw"))  # same password, new salt
     assert err.value.hint is not None
