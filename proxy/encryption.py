@@ -269,11 +269,11 @@ class Encryption:
         for tenant in sorted(need.tenants):
             await self.crypto.prefetch_tenant(tenant)
         if need.key_ids:
-            await self.crypto.prefetch(need.key_ids)
-            cache = self.crypto.cache
-            for key_id in need.key_ids:
-                if cache.cached_data_key(key_id) is None and cache.destroyed_owner(key_id) is None:
-                    self.missing_key_ids[key_id] = True
+            # Only what the store said it lacks: a key that loaded while the cache
+            # was being flushed (a LISTEN reconnect after a Postgres restart) is
+            # merely uncached, and the retry loads it again.
+            for key_id in await self.crypto.prefetch(need.key_ids):
+                self.missing_key_ids[key_id] = True
 
     async def close(self) -> None:
         await self.crypto.close()
