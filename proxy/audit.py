@@ -242,6 +242,8 @@ async def _scan_table(
     query = f"SELECT ({pk_text}), {tenant}, {values} FROM {relation}"
     cursor = await connection.cursor(query)
     scanned = 0
+    if progress is not None:
+        progress(table.qualified, 0, total)
     while True:
         rows = await cursor.fetch(_FETCH)
         if not rows:

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -133,13 +134,17 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
     )
     tasks: dict[str, TaskID] = {}
 
+    started: dict[str, tuple[float, int]] = {}
+
     def update(table: str, done: int, total: int) -> None:
+        # rows/s of this run (a resumed job starts with rows already done).
         if table not in tasks:
             tasks[table] = bar.add_task(table, total=total, completed=done, rate="-")
-        task_id = tasks[table]
-        bar.update(task_id, completed=done, total=total)
-        speed = bar.tasks[task_id].speed
-        bar.update(task_id, rate=f"{speed:,.0f}" if speed else "-")
+            started[table] = (time.monotonic(), done)
+        since, first = started[table]
+        elapsed = time.monotonic() - since
+        rate = f"{(done - first) / elapsed:,.0f}" if elapsed > 0 and done > first else "-"
+        bar.update(tasks[table], completed=done, total=total, rate=rate)
 
     with bar:
         yield update
@@ -380,7 +385,7 @@ def _audit(args: argparse.Namespace) -> int:
     dsn = _data_dsn(args, config)
 
     async def work(con: asyncpg.Connection[Any]) -> int:
-        show = (sys.stderr.isatty() or args.progress) and not args.json
+        show = args.progress or (sys.stderr.isatty() and not args.json)
         async with _maybe_crypto(args, config, dsn, needed=bool(args.master_key)) as crypto:
             with _progress(show) as progress:
                 report = await audit(
