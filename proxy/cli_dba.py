@@ -92,9 +92,9 @@ async def _crypto(args: argparse.Namespace, config: Config, dsn: str) -> AsyncIt
 
     ring = _ring(args)
     try:
-        crypto = await FieldCrypto.connect(
-            config.service_dsn or dsn, ring, listen=False, pool_max=2
-        )
+        # listen: a long migration honours a shred or rotation made meanwhile, as
+        # every pgseal process does.
+        crypto = await FieldCrypto.connect(config.service_dsn or dsn, ring, pool_max=2)
     except OSError as exc:
         raise CommandError(f"cannot connect to the key store: {exc}") from None
     try:
