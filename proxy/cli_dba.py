@@ -484,12 +484,19 @@ def _common(parser: argparse.ArgumentParser, *, master: bool) -> None:
             metavar="SPEC",
             help="master key env:VAR or file:PATH; repeat for several (default: the config's)",
         )
-    parser.add_argument("--debug", action="store_true", help="show a traceback on failure")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,  # so that `pgseal --debug migrate` keeps it
+        help="show the Python traceback when the command fails",
+    )
 
 
 def _batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", action="append", metavar="SCHEMA.TABLE", help="only this table")
-    parser.add_argument("--batch-size", type=int, default=1000, help="rows per transaction")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N", help="rows per transaction (1000)"
+    )
     parser.add_argument("--rate", type=float, metavar="ROWS_PER_S", help="at most this many rows/s")
     parser.add_argument(
         "--dry-run", action="store_true", help="count what would change, change nothing"
