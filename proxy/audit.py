@@ -236,6 +236,9 @@ async def _scan_table(
     )
     by_name = {a.column: a for a in audits}
     column_audits = [by_name[c.qualified] for c in present]
+    for c in table.columns.values():
+        if c.name not in found.columns:
+            by_name[c.qualified].guard = "column missing"
     if crypto is not None:
         for a in column_audits:
             a.authenticated = 0
