@@ -236,12 +236,17 @@ async def _scan_table(
     )
     by_name = {a.column: a for a in audits}
     column_audits = [by_name[c.qualified] for c in present]
+    for c in table.columns.values():
+        if c.name not in found.columns:
+            by_name[c.qualified].guard = "column missing"
     if crypto is not None:
         for a in column_audits:
             a.authenticated = 0
     query = f"SELECT ({pk_text}), {tenant}, {values} FROM {relation}"
     cursor = await connection.cursor(query)
     scanned = 0
+    if progress is not None:
+        progress(table.qualified, 0, total)
     while True:
         rows = await cursor.fetch(_FETCH)
         if not rows:

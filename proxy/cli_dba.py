@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -91,9 +92,9 @@ async def _crypto(args: argparse.Namespace, config: Config, dsn: str) -> AsyncIt
 
     ring = _ring(args)
     try:
-        crypto = await FieldCrypto.connect(
-            config.service_dsn or dsn, ring, listen=False, pool_max=2
-        )
+        # listen: a long migration honours a shred or rotation made meanwhile, as
+        # every pgseal process does.
+        crypto = await FieldCrypto.connect(config.service_dsn or dsn, ring, pool_max=2)
     except OSError as exc:
         raise CommandError(f"cannot connect to the key store: {exc}") from None
     try:
@@ -133,13 +134,17 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
     )
     tasks: dict[str, TaskID] = {}
 
+    started: dict[str, tuple[float, int]] = {}
+
     def update(table: str, done: int, total: int) -> None:
+        # rows/s of this run (a resumed job starts with rows already done).
         if table not in tasks:
             tasks[table] = bar.add_task(table, total=total, completed=done, rate="-")
-        task_id = tasks[table]
-        bar.update(task_id, completed=done, total=total)
-        speed = bar.tasks[task_id].speed
-        bar.update(task_id, rate=f"{speed:,.0f}" if speed else "-")
+            started[table] = (time.monotonic(), done)
+        since, first = started[table]
+        elapsed = time.monotonic() - since
+        rate = f"{(done - first) / elapsed:,.0f}" if elapsed > 0 and done > first else "-"
+        bar.update(tasks[table], completed=done, total=total, rate=rate)
 
     with bar:
         yield update
@@ -380,7 +385,7 @@ def _audit(args: argparse.Namespace) -> int:
     dsn = _data_dsn(args, config)
 
     async def work(con: asyncpg.Connection[Any]) -> int:
-        show = (sys.stderr.isatty() or args.progress) and not args.json
+        show = args.progress or (sys.stderr.isatty() and not args.json)
         async with _maybe_crypto(args, config, dsn, needed=bool(args.master_key)) as crypto:
             with _progress(show) as progress:
                 report = await audit(
@@ -479,12 +484,19 @@ def _common(parser: argparse.ArgumentParser, *, master: bool) -> None:
             metavar="SPEC",
             help="master key env:VAR or file:PATH; repeat for several (default: the config's)",
         )
-    parser.add_argument("--debug", action="store_true", help="show a traceback on failure")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,  # so that `pgseal --debug migrate` keeps it
+        help="show the Python traceback when the command fails",
+    )
 
 
 def _batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", action="append", metavar="SCHEMA.TABLE", help="only this table")
-    parser.add_argument("--batch-size", type=int, default=1000, help="rows per transaction")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, metavar="N", help="rows per transaction (1000)"
+    )
     parser.add_argument("--rate", type=float, metavar="ROWS_PER_S", help="at most this many rows/s")
     parser.add_argument(
         "--dry-run", action="store_true", help="count what would change, change nothing"

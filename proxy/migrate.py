@@ -224,7 +224,7 @@ def _update_sql(plan: TablePlan, *, with_index: bool) -> str:
 # -- one value ----------------------------------------------------------------------
 
 
-def stored_envelope(column: ProtectedColumn, stored: bytes | str) -> bytes | None:
+def stored_envelope(column: ProtectedColumn, stored: object) -> bytes | None:
     """The envelope in a stored value as asyncpg returns it, or None when it is not
     one (plaintext). Structural only: nothing is authenticated."""
     if isinstance(stored, str):  # text storage, or a dry run before the type change
@@ -234,6 +234,8 @@ def stored_envelope(column: ProtectedColumn, stored: bytes | str) -> bytes | Non
             return dearmor(stored, column.qualified)
         except CryptoError:
             return None
+    if not isinstance(stored, bytes):  # a dry run before the type change: a date, ...
+        return None
     return stored if column.storage == "bytea" and is_envelope(stored) else None
 
 

@@ -51,6 +51,27 @@ __all__ = [
 
 _MAX_IDENTIFIER: Final = 63
 _PLAIN_IDENT: Final = re.compile(r"[a-z_][a-z0-9_$]*")
+#: Keywords Postgres quotes in identifiers (all but the unreserved ones), from
+#: ``SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'`` on PostgreSQL 18.
+_KEYWORD_TEXT: Final = """
+    all analyse analyze and any array as asc asymmetric authorization between bigint
+    binary bit boolean both case cast char character check coalesce collate collation
+    column concurrently constraint create cross current_catalog current_date
+    current_role current_schema current_time current_timestamp current_user dec decimal
+    default deferrable desc distinct do else end except exists extract false fetch float
+    for foreign freeze from full grant greatest group grouping having ilike in initially
+    inner inout int integer intersect interval into is isnull join json json_array
+    json_arrayagg json_exists json_object json_objectagg json_query json_scalar
+    json_serialize json_table json_value lateral leading least left like limit localtime
+    localtimestamp merge_action national natural nchar none normalize not notnull null
+    nullif numeric offset on only or order out outer overlaps overlay placing position
+    precision primary real references returning right row select session_user setof
+    similar smallint some substring symmetric system_user table tablesample then time
+    timestamp to trailing treat trim true union unique user using values varchar
+    variadic verbose when where window with xmlattributes xmlconcat xmlelement xmlexists
+    xmlforest xmlnamespaces xmlparse xmlpi xmlroot xmlserialize xmltable
+"""
+_KEYWORDS: Final = frozenset(_KEYWORD_TEXT.split())
 
 #: Settings under which ``value::text`` is pgseal's canonical text (see proxy.pgtypes).
 CANONICAL_SETTINGS_SQL: Final = (
@@ -83,10 +104,10 @@ GUARD_FUNCTIONS_SQL: Final = (
 def quote_ident(name: str) -> str:
     """An identifier as Postgres prints it: bare when it can be, else double-quoted.
 
-    >>> quote_ident("phone"), quote_ident("Phone"), quote_ident("tax id")
-    ('phone', '"Phone"', '"tax id"')
+    >>> quote_ident("phone"), quote_ident("Phone"), quote_ident("tax id"), quote_ident("user")
+    ('phone', '"Phone"', '"tax id"', '"user"')
     """
-    if _PLAIN_IDENT.fullmatch(name):
+    if _PLAIN_IDENT.fullmatch(name) and name not in _KEYWORDS:
         return name
     return '"' + name.replace('"', '""') + '"'
 

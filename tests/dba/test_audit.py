@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -150,8 +151,9 @@ async def test_audit_finds_plaintext_tamper_foreign_envelope_and_missing_guard(
     # The human table says the same, by primary key and never by value.
     done = migrated.run(
         "audit", "--config", migrated.directory / "final.yaml", "--master-key",
-        "env:PGSEAL_TEST_MK", check_status=1,
+        "env:PGSEAL_TEST_MK", "--progress", check_status=1,
     )  # fmt: skip
+    assert re.search(r"public\.accounts .*300/300 rows [\d,]+ rows/s .*ETA", done.stderr)
     assert "FINDING: public.accounts.iban: 1 plaintext value(s) (pk 5)" in done.stdout
     assert "1 (pk 5)" in done.stdout
     assert "1 (pk 9)" in done.stdout

@@ -263,6 +263,9 @@ async def test_reverse_restores_the_original_values(dba: DbaEnv) -> None:
     await dba.execute(REVERSE_SCHEMA)
     before, types_before = await _snapshot(dba)
     config = dba.config(REVERSE_TABLES, name="people.yaml")
+    dry = dba.run("migrate", "--config", config, "--table", "people", "--dry-run")
+    assert "column email: character varying(80) -> bytea (planned)" in dry.stdout
+    assert await _snapshot(dba) == (before, types_before)  # a dry run changes nothing
     done = dba.run("migrate", "--config", config, "--table", "people")
     # Row 13 has no tenant: its values stay plaintext, the job reports it and fails.
     assert done.returncode == 1

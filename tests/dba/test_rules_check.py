@@ -182,3 +182,19 @@ def test_errors_are_one_line(checked: DbaEnv) -> None:
     done = checked.run("rules", "check", "--config", bad)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_keyword_and_mixed_case_columns_are_quoted(checked: DbaEnv) -> None:
+    import asyncio
+
+    asyncio.run(
+        checked.execute('CREATE TABLE kw (id int PRIMARY KEY, business_id int, "user" bytea)')
+    )
+    config = checked.config(
+        "tables:\n  kw:\n    tenant_column: business_id\n    columns:\n      user: {type: text}\n",
+        name="kw.yaml",
+    )
+    done = checked.run("rules", "check", "--config", config, "--apply", check_status=0)
+    assert 'ADD CONSTRAINT pgseal_guard_user CHECK (pgseal.is_envelope("user"));' in done.stdout
+    # Postgres prints the definition the same way: the guard is recognised.
+    checked.run("rules", "check", "--config", config, check_status=0)
