@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -211,3 +212,18 @@ async def test_shred_in_one_place_reaches_every_worker_within_a_second(
             await conn.close()
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_clear_line(workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "proxy", "serve", "--upstream", "postgresql://127.0.0.1:1/x",
+             "--listen", f"127.0.0.1:{port}", "--workers", workers],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (f"listen: cannot listen on 127.0.0.1:{port}: Address already in use\n")
