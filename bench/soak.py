@@ -26,6 +26,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (50)")
     parser.add_argument("--minutes", type=float, default=1.0, help="duration (1)")
     parser.add_argument("--seed", type=int, help="random seed, to replay a run")
+    parser.add_argument("--workers", type=int, default=1, help="pgseal serve --workers N (1)")
     parser.add_argument(
         "--rss-bound-mib", type=float, default=16.0, help="allowed RSS growth after warm-up (16)"
     )
@@ -39,6 +40,7 @@ def main() -> int:
         seconds=args.minutes * 60,
         seed=args.seed,
         rss_bound_mib=args.rss_bound_mib,
+        workers=args.workers,
     )
     report = asyncio.run(run_soak(options))
     print(report.text())

@@ -1,11 +1,20 @@
 """One pgseal process against two: ``bench/workers [--duration 10] [--rounds 3]``.
 
-Starts an embedded PostgreSQL, initialises pgbench, and runs two pgseal
-instances side by side with no encrypted tables: ``serve`` (one process) and
-``serve --workers 2``. Then ``pgbench -S`` (prepared and simple protocol)
-against direct Postgres and each pgseal, alternating the order every round,
-and prints the median TPS, the ratio 2 workers / 1 worker, and how the
-connections spread over the two workers (from their "connection opened" lines).
+Starts an embedded PostgreSQL, initialises pgbench and an encrypted table
+(``bench_enc``: one protected column, 2000 rows written through pgseal), and
+runs two pgseal instances side by side with the same config: ``serve`` (one
+process) and ``serve --workers 2``. Then two pgbench loads, each in prepared and
+simple protocol, against direct Postgres and each pgseal, alternating the order
+every round:
+
+- *pass-through*: ``pgbench -S`` (pgbench_accounts is not protected: pgseal's
+  prefilter passes it without parsing);
+- *encrypted*: ``SELECT phone FROM bench_enc WHERE id = :id`` (pgseal rewrites
+  nothing but opens one envelope per row; direct Postgres returns the
+  ciphertext, so its figure is only the floor).
+
+Prints the median TPS, the ratio 2 workers / 1 worker, and how the connections
+spread over the two workers (from their "connection opened" lines).
 
 On a machine with fewer idle cores than pgbench + Postgres + pgseal workers
 need, a second worker cannot help much; the figure says what this machine did.
@@ -14,6 +23,8 @@ need, a second worker cannot help much; the figure says what this machine did.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import collections
 import os
 import re
@@ -42,6 +53,31 @@ def run_pgbench(port: int, args: list[str]) -> float:
     return float(tps.group(1))
 
 
+ENCRYPTED_SCRIPT = "\\set id random(1, {rows})\nSELECT phone FROM bench_enc WHERE id = :id;\n"
+RULES = """service_dsn: {direct}
+master_key: env:PGSEAL_BENCH_MK
+tables:
+  public.bench_enc:
+    tenant_column: business_id
+    columns:
+      phone: {{type: text}}
+"""
+
+
+async def fill(dsn: str, rows: int) -> None:
+    """Write the encrypted rows through pgseal, so they are real envelopes."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO bench_enc (id, business_id, phone) VALUES ($1, $2, $3)",
+            [(i, i % 5 + 1, f"+49 30 {i:07d}") for i in range(1, rows + 1)],
+        )
+    finally:
+        await conn.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per pgbench run")
@@ -49,6 +85,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=2000, help="rows in the encrypted table")
     args = parser.parse_args()
     os.environ.setdefault("PGSEAL_TEST_LOG_LEVEL", "info")
     base = Path(tempfile.mkdtemp(prefix="pgseal-workers-"))
@@ -62,32 +99,51 @@ def main() -> int:
              "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", "postgres"],
             check=True, capture_output=True,
         )  # fmt: skip
-        one = start_pgseal(base / "one", upstream)
+        direct = cluster.dsn()
+        subprocess.run(
+            [str(find_binaries().bin_dir / "psql"), direct, "-qXc",
+             "CREATE TABLE bench_enc (id int PRIMARY KEY, business_id int, phone bytea)"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "proxy", "keys", "init", "--dsn", direct],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        env = {"PGSEAL_BENCH_MK": base64.b64encode(os.urandom(32)).decode()}
+        rules = RULES.format(direct=direct)
+        one = start_pgseal(base / "one", upstream, rules, env)
         proxies.append(one)
-        two = start_pgseal(base / "two", upstream, args=("--workers", "2"))
+        two = start_pgseal(base / "two", upstream, rules, env, args=("--workers", "2"))
         proxies.append(two)
+        asyncio.run(fill(one.dsn(), args.rows))
+        script = base / "encrypted.sql"
+        script.write_text(ENCRYPTED_SCRIPT.format(rows=args.rows))
+        loads = {"pass-through": ["-S"], "encrypted": ["-f", str(script)]}
         targets = {"direct": cluster.port, "1 worker": one.port, "2 workers": two.port}
-        results: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+        results: dict[tuple[str, str, str], list[float]] = collections.defaultdict(list)
         names = list(targets)
         for round_ in range(args.rounds):
             order = names[round_ % 3 :] + names[: round_ % 3]
-            for mode in ("prepared", "simple"):
-                for name in order:
-                    tps = run_pgbench(
-                        targets[name],
-                        ["-S", "-M", mode, "-c", str(args.clients), "-j", str(args.threads),
-                         "-T", str(args.duration), "-n"],
-                    )  # fmt: skip
-                    results[(mode, name)].append(tps)
-                    print(f"round {round_ + 1} {mode:8} {name:9} {tps:10.0f} tps", flush=True)
+            for load, load_args in loads.items():
+                for mode in ("prepared", "simple"):
+                    for name in order:
+                        tps = run_pgbench(
+                            targets[name],
+                            [*load_args, "-M", mode, "-c", str(args.clients),
+                             "-j", str(args.threads), "-T", str(args.duration), "-n"],
+                        )  # fmt: skip
+                        results[(load, mode, name)].append(tps)
+                        print(f"round {round_ + 1} {load:12} {mode:8} {name:9} {tps:10.0f} tps",
+                              flush=True)  # fmt: skip
         print()
-        print(f"pgbench -S -c {args.clients} -j {args.threads} -T {args.duration}, "
+        print(f"pgbench -c {args.clients} -j {args.threads} -T {args.duration}, "
               f"{args.rounds} alternating rounds, median TPS, {os.cpu_count()} CPUs")  # fmt: skip
-        for mode in ("prepared", "simple"):
-            med = {name: statistics.median(results[(mode, name)]) for name in names}
-            print(f"{mode:9} direct {med['direct']:8.0f}   1 worker {med['1 worker']:8.0f}   "
-                  f"2 workers {med['2 workers']:8.0f}   "
-                  f"2/1 = {med['2 workers'] / med['1 worker']:.2f}x")  # fmt: skip
+        for load in loads:
+            for mode in ("prepared", "simple"):
+                med = {name: statistics.median(results[(load, mode, name)]) for name in names}
+                print(f"{load:12} {mode:9} direct {med['direct']:8.0f}   "
+                      f"1 worker {med['1 worker']:8.0f}   2 workers {med['2 workers']:8.0f}   "
+                      f"2/1 = {med['2 workers'] / med['1 worker']:.2f}x")  # fmt: skip
         spread = collections.Counter(re.findall(r"connection opened .*\bpid=(\d+)", two.log_text()))
         print("connections per worker pid:", dict(spread))
         return 0

@@ -213,7 +213,14 @@ class Proxy:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(addr)
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                sock.close()
+                from rules.config import ConfigError
+
+                why = f"cannot listen on {s.listen_host}:{s.listen_port}: {exc.strerror}"
+                raise ConfigError("listen", None, why) from None
             sock.listen(1024)
             sock.setblocking(False)
             self._listeners.append(sock)

@@ -110,7 +110,7 @@ class _Supervisor:
     parent: int = field(default_factory=os.getpid)
     rundir: str = ""  # 0700 directory for the workers' cancel sockets
 
-    def spawn(self, index: int, unblocked: set[int | signal.Signals]) -> None:
+    def spawn(self, index: int, worker_mask: set[int | signal.Signals]) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -118,7 +118,7 @@ class _Supervisor:
             code = 1
             try:
                 _die_with_parent(self.parent)
-                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+                signal.pthread_sigmask(signal.SIG_SETMASK, worker_mask)
                 from proxy.server import run
 
                 code = run(self.config, workers=self.count, worker=index, rundir=self.rundir)
@@ -141,7 +141,7 @@ class _Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
-    def reap(self, unblocked: set[int | signal.Signals]) -> None:
+    def reap(self, worker_mask: set[int | signal.Signals]) -> None:
         while self.children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -167,7 +167,7 @@ class _Supervisor:
                 self.stop()
                 continue
             log.error("worker %d (pid %d) died (exit %d); starting a new one", index, pid, code)
-            self.spawn(index, unblocked)
+            self.spawn(index, worker_mask)
 
     def stop(self) -> None:
         self.stopping = True
@@ -197,13 +197,13 @@ def run_workers(config: Config, count: int) -> int:
     """Start ``count`` workers on ``config.listen`` and supervise them until stopped."""
     listen, held = reserve_listen_address(config.listen)
     config = config.with_overrides(listen=listen)
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
     rundir = tempfile.mkdtemp(prefix="pgseal-workers-")
     supervisor = _Supervisor(config, count, rundir=rundir)
     try:
         log.info("starting %d workers on %s", count, listen, extra={"pid": os.getpid()})
         for index in range(count):
-            supervisor.spawn(index, blocked)
+            supervisor.spawn(index, previous_mask)
         while supervisor.children:
             info = signal.sigtimedwait(_HANDLED, 0.5)
             if info is not None:
@@ -214,9 +214,9 @@ def run_workers(config: Config, count: int) -> int:
                     supervisor.stop()
                 elif sig is signal.SIGHUP:
                     supervisor.reload()
-            supervisor.reap(blocked)
+            supervisor.reap(previous_mask)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         for sock in held:
             sock.close()
         shutil.rmtree(rundir, ignore_errors=True)

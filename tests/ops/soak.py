@@ -98,6 +98,7 @@ class SoakOptions:
     seed: int | None = None
     restart_postgres: bool = True
     faults: bool = True  # False: the same load on a quiet network (a control run)
+    workers: int = 1  # pgseal serve --workers N: RSS and fds are then summed over workers
 
 
 @dataclass
@@ -159,7 +160,8 @@ class SoakReport:
     def text(self) -> str:
         o = self.options
         lines = [
-            f"soak: {o.clients} clients, {self.duration_s:.0f} s, seed {self.seed}",
+            f"soak: {o.clients} clients, {self.duration_s:.0f} s, seed {self.seed}, "
+            f"pgseal workers {o.workers}",
             "ops ok: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ops.items())),
             "faults injected: "
             + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items()))
@@ -448,15 +450,26 @@ def _restart(cluster: EmbeddedPostgres) -> int:
     raise RuntimeError("PostgreSQL did not stop: " + " | ".join(errors))
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+def _serving(proxy: PgsealProcess, workers: int) -> list[int]:
+    """The pids that proxy: pgseal itself, or its workers."""
+    assert proxy.process is not None
+    pid = proxy.process.pid
+    if workers == 1:
+        return [pid]
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def _fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def _rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def _fds(pids: list[int]) -> int:
+    return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
 
 
 async def _verify(report: SoakReport, ledger: _Ledger, proxy_dsn: str, direct_dsn: str) -> None:
@@ -511,9 +524,19 @@ async def _verify(report: SoakReport, ledger: _Ledger, proxy_dsn: str, direct_ds
         await raw.close()
 
 
-async def _quiet_fds(pid: int, hop: FaultHop) -> int:
-    """pgseal's fds minus its upstream links, once the links stop changing."""
-    return _fds(pid) - len(hop.links)
+async def _quiet_fds(pids: list[int], hop: FaultHop) -> int:
+    """pgseal's fds minus its upstream links."""
+    return _fds(pids) - len(hop.links)
+
+
+async def _all_listening(proxy: PgsealProcess, workers: int) -> list[int]:
+    """Wait until every worker says it listens; their pids."""
+    deadline = time.monotonic() + 20
+    while workers > 1 and proxy.log_text().count(" listening on ") < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError("pgseal's workers did not all start")
+        await asyncio.sleep(0.1)
+    return _serving(proxy, workers)
 
 
 async def run_soak(options: SoakOptions, workdir: Path | None = None) -> SoakReport:
@@ -549,9 +572,9 @@ async def run_soak(options: SoakOptions, workdir: Path | None = None) -> SoakRep
             f"service_dsn: {via_hop}\nmaster_key: env:PGSEAL_SOAK_MK\n"
             "limits: {connect_timeout_seconds: 3, startup_timeout_seconds: 10}\n" + RULES,
             {"PGSEAL_SOAK_MK": master_key},
+            args=("--workers", str(options.workers)) if options.workers > 1 else (),
         )
-        assert proxy.process is not None
-        pid = proxy.process.pid
+        pids = await _all_listening(proxy, options.workers)
         ledger = _Ledger()
         dsn = proxy.dsn()
         clients = [_Client(i, dsn, ledger, report, seed) for i in range(options.clients)]
@@ -559,11 +582,13 @@ async def run_soak(options: SoakOptions, workdir: Path | None = None) -> SoakRep
         report.phases_s["setup"] = started - t0
         tasks = [asyncio.ensure_future(c.run(options.op_timeout)) for c in clients]
         await asyncio.sleep(options.warmup_seconds)
-        report.rss_kib = (_rss_kib(pid), 0)
+        if pids != _serving(proxy, options.workers):
+            report.problems.append("a pgseal worker was restarted during the warm-up")
+        report.rss_kib = (_rss_kib(pids), 0)
         # Warm-up baseline with every client connected: its fds less the
         # clients' sockets and the upstream links is pgseal's own set.
         connected = sum(c.conn is not None and not c.conn.is_closed() for c in clients)
-        fds_at_warmup = _fds(pid) - connected - len(hop.links)
+        fds_at_warmup = _fds(pids) - connected - len(hop.links)
         injector = _Injector(clients, hop, cluster, report, rng)
         restart_at = options.seconds * 0.4 if options.restart_postgres else None
         await injector.run(max(0.0, options.seconds - options.warmup_seconds), restart_at)
@@ -584,12 +609,14 @@ async def run_soak(options: SoakOptions, workdir: Path | None = None) -> SoakRep
         # Every client is gone: the fds must come back (give closes a moment).
         deadline = time.monotonic() + 10
         while True:
-            fds_now = await _quiet_fds(pid, hop)
+            fds_now = await _quiet_fds(pids, hop)
             if fds_now <= fds_at_warmup or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
         report.fds = (fds_at_warmup, fds_now)
-        report.rss_kib = (report.rss_kib[0], _rss_kib(pid))
+        if pids != _serving(proxy, options.workers):
+            report.problems.append("a pgseal worker died and was restarted")
+        report.rss_kib = (report.rss_kib[0], _rss_kib(pids))
         log = proxy.log_text()
         report.log_bytes = len(log)
         report.internal_errors_logged = log.count("internal error")

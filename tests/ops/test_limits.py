@@ -30,7 +30,7 @@ STARTUP_TIMEOUT = 1.5
 IDLE_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 1.0
 #: The proxy checks its timers every 0.5 s; allow that plus scheduling noise.
-SLACK = 1.5
+SLACK = 2.0
 
 
 @dataclass(frozen=True)

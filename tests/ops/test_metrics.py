@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
-import secrets
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,7 +11,8 @@ import asyncpg
 
 from proxy.embedded import free_port
 from tests.conftest import PgServer
-from tests.pgseal_process import REPO_ROOT, start_pgseal
+from tests.ops.conftest import encrypted_database
+from tests.pgseal_process import start_pgseal
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -27,35 +23,16 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-async def test_metrics_count_plans_refusals_and_values(pg_server: PgServer, tmp_path: Path) -> None:
-    name = "ops_" + secrets.token_hex(4)
-    admin = await asyncpg.connect(pg_server.dsn())
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    direct = pg_server.dsn(name)
-    db = await asyncpg.connect(direct)
-    await db.execute("CREATE TABLE t (id serial, business_id int, secret bytea)")
-    await db.close()
-    await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "proxy", "keys", "init", "--dsn", direct],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-    )
+async def test_metrics_count_plans_refusals_and_values(
+    pg_server: PgServer, fresh_db: str, tmp_path: Path
+) -> None:
     port = free_port()
-    proxy = await asyncio.to_thread(
-        start_pgseal,
-        tmp_path,
-        f"postgresql://{pg_server.host}:{pg_server.port}/{name}",
-        f"service_dsn: {direct}\nmaster_key: env:MK\nmetrics_listen: 127.0.0.1:{port}\n"
-        "tables:\n  t:\n    tenant_column: business_id\n    columns:\n"
-        "      secret: {type: text}\n",
-        {"MK": base64.b64encode(os.urandom(32)).decode()},
+    encrypted = await encrypted_database(
+        pg_server, fresh_db, tmp_path, f"metrics_listen: 127.0.0.1:{port}\n"
     )
+    proxy = encrypted.proxy
     try:
-        user = direct.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0]
-        conn = await asyncpg.connect(proxy.dsn(user=user, database=name))
+        conn = await asyncpg.connect(encrypted.dsn())
         await conn.execute("INSERT INTO t (business_id, secret) VALUES (1, 'metric-plaintext')")
         assert await conn.fetchval("SELECT secret FROM t") == "metric-plaintext"
         refused = False

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import re
-import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from proxy.workers import STARTUP_WINDOW
 from tests.conftest import PgServer
+from tests.ops.conftest import TABLE_RULES, encrypted_database
 from tests.pgseal_process import REPO_ROOT, PgsealProcess, start_pgseal
 
 _OPENED = re.compile(r"connection opened .*\bpid=(\d+)")
@@ -162,7 +162,7 @@ async def test_a_worker_that_cannot_start_stops_the_others(
             tmp_path,
             f"postgresql://{pg_server.host}:{pg_server.port}/postgres",
             f"service_dsn: {pg_server.base_dsn}\nmaster_key: env:PGSEAL_OPS_UNSET_MK\n"
-            "tables:\n  t:\n    tenant_column: b\n    columns:\n      s: {type: text}\n",
+            + TABLE_RULES,
             args=("--workers", "2"),
         )
     log = (tmp_path / "pgseal.log").read_text()
@@ -170,38 +170,15 @@ async def test_a_worker_that_cannot_start_stops_the_others(
 
 
 async def test_shred_in_one_place_reaches_every_worker_within_a_second(
-    pg_server: PgServer, tmp_path: Path
+    pg_server: PgServer, fresh_db: str, tmp_path: Path
 ) -> None:
-    name = "ops_w_" + secrets.token_hex(4)
-    admin = await asyncpg.connect(pg_server.dsn())
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    direct = pg_server.dsn(name)
-    db = await asyncpg.connect(direct)
-    await db.execute("CREATE TABLE t (id serial, business_id int, secret bytea)")
-    await db.close()
-    await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "proxy", "keys", "init", "--dsn", direct],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
+    encrypted = await encrypted_database(
+        pg_server, fresh_db, tmp_path, "key_cache: {ttl_seconds: 300}\n", args=("--workers", "2")
     )
-    proxy = await asyncio.to_thread(
-        start_pgseal,
-        tmp_path,
-        f"postgresql://{pg_server.host}:{pg_server.port}/{name}",
-        f"service_dsn: {direct}\nmaster_key: env:MK\n"
-        "key_cache: {ttl_seconds: 300}\n"
-        "tables:\n  t:\n    tenant_column: business_id\n    columns:\n"
-        "      secret: {type: text}\n",
-        {"MK": base64.b64encode(os.urandom(32)).decode()},
-        args=("--workers", "2"),
-    )
+    proxy, direct = encrypted.proxy, encrypted.direct
     try:
         workers = await _workers_listening(proxy, 2)
-        user = direct.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0]
-        conns = [await asyncpg.connect(proxy.dsn(user=user, database=name)) for _ in range(12)]
+        conns = [await asyncpg.connect(encrypted.dsn()) for _ in range(12)]
         await conns[0].execute("INSERT INTO t (business_id, secret) VALUES (7, 'shred-me-4f2a')")
         for conn in conns:  # every worker now holds tenant 7's key in its cache
             assert await conn.fetchval("SELECT secret FROM t") == "shred-me-4f2a"
@@ -235,3 +212,18 @@ async def test_shred_in_one_place_reaches_every_worker_within_a_second(
             await conn.close()
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_clear_line(workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "proxy", "serve", "--upstream", "postgresql://127.0.0.1:1/x",
+             "--listen", f"127.0.0.1:{port}", "--workers", workers],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (f"listen: cannot listen on 127.0.0.1:{port}: Address already in use\n")
