@@ -42,6 +42,16 @@ REFUSED = [
     ),
     ("SELECT id FROM customers WHERE " + W + " AND phone = '555'", "equality (=)", "phone"),
     ("UPDATE customers SET phone = '1' WHERE " + W + " AND credit < 0", "range", "credit"),
+    (  # RowDescription has no origin for a UNION's columns: envelopes would leave
+        "SELECT phone FROM customers WHERE " + W + " UNION ALL SELECT phone FROM customers",
+        "UNION ALL",
+        "phone",
+    ),
+    (  # a function in FROM sees the items before it (implicit LATERAL)
+        "SELECT x FROM customers c, encode(c.phone, 'hex') x WHERE c." + W,
+        "function encode()",
+        "phone",
+    ),
     ("DELETE FROM customers WHERE " + W + " AND phone LIKE 'x%'", "LIKE", "phone"),
 ]
 
