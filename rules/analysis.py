@@ -1098,6 +1098,9 @@ class Analyzer:
             if isinstance(node, exp.Column):
                 if not isinstance(node.this, exp.Star):
                     self.column_use(node, env)
+                elif not isinstance(node.parent, exp.Select | exp.Returning):
+                    # ``c.*`` inside an expression (to_jsonb(c.*)), not a select list
+                    self.star_in_expression(node, env)
                 continue
             stack.extend(node.iter_expressions())
 
@@ -1183,6 +1186,19 @@ class Analyzer:
             return
         operation, hint = _operation(parent, node)
         raise refuse_column(operation, col, hint)
+
+    def star_in_expression(self, column: exp.Column, env: Env) -> None:
+        """``to_jsonb(c.*)``, ``ROW(c.*)``: the row's envelopes would leave as values."""
+        for src in self._star_sources(env, ident(column.args.get("table"))):
+            table = src.table
+            if table is not None and table.columns:
+                raise refuse_table("a whole-row reference", table, "select the columns by name")
+            outputs = src.outputs
+            protected = outputs.first_protected() if outputs is not None else None
+            if protected is not None:
+                raise refuse_column(
+                    "a whole-row reference", protected, "select the columns by name"
+                )
 
     def whole_row(self, column: exp.Column, env: Env) -> None:
         """``SELECT c FROM customers c`` / ``to_json(c)``: a row value holding ciphertext."""

@@ -260,6 +260,15 @@ REFUSALS = [
     ("SELECT count(*) FROM customers HAVING max(tax_id) = 'a'", "aggregate max()", TAX),
     ("SELECT * FROM (SELECT tax_id FROM customers) s WHERE s.tax_id = 'a'", "subquery", TAX),
     ("SELECT phone FROM customers UNION SELECT phone FROM customers", "UNION", PHONE),
+    # ``c.*`` inside an expression is a row value holding envelopes
+    ("SELECT to_jsonb(c.*) FROM customers c", "a whole-row reference", None),
+    ("SELECT json_agg(s.*) FROM (SELECT phone FROM customers) s", "a whole-row reference", PHONE),
+    (
+        "INSERT INTO customers (business_id, phone) VALUES (1, 'x') "
+        "RETURNING to_jsonb(customers.*)",
+        "a whole-row reference",
+        None,
+    ),
     # a set operation's columns have no origin in RowDescription: never envelopes out
     ("SELECT phone FROM customers UNION ALL SELECT 'x'", "UNION ALL", PHONE),
     ("SELECT phone FROM customers UNION ALL SELECT phone FROM customers", "UNION ALL", PHONE),
@@ -437,6 +446,7 @@ ALLOWED_UNCHANGED = [
     "SELECT * FROM customers",
     "select   phone, c.company_name AS name FROM public.customers c WHERE id = $1",
     "SELECT t.* FROM customers t",
+    "SELECT to_jsonb(l.*), c.* FROM leads l, customers c",
     "SELECT phone FROM customers WHERE phone IS NULL OR tax_id IS NOT NULL",
     "SELECT count(phone), count(*) FROM customers",
     "SELECT p FROM (SELECT phone AS p FROM customers) s",
