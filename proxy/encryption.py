@@ -97,6 +97,7 @@ _TEXT_BINARY_TYPES: Final = frozenset({"text", "varchar"})  # binary format = te
 # process may create a tenant's first key at any moment.
 _MISSING_KEY_TTL_S: Final = 10.0
 _MISSING_KEY_MAX: Final = 4096
+_MAX_KEY_ID: Final = 1 << 63  # exclusive: pgseal.keys.key_id is a positive bigint
 
 
 class Refused(Exception):
@@ -268,11 +269,17 @@ class Encryption:
     async def load_keys(self, need: NeedKeys) -> None:
         for tenant in sorted(need.tenants):
             await self.crypto.prefetch_tenant(tenant)
-        if need.key_ids:
+        # pgseal.keys.key_id is a positive bigint: any other id (a tampered value,
+        # or bytes that only look like an envelope) cannot be in the store, and
+        # asking for it would fail the whole lookup.
+        possible = {k for k in need.key_ids if 0 < k < _MAX_KEY_ID}
+        for key_id in need.key_ids - possible:
+            self.missing_key_ids[key_id] = True
+        if possible:
             # Only what the store said it lacks: a key that loaded while the cache
             # was being flushed (a LISTEN reconnect after a Postgres restart) is
             # merely uncached, and the retry loads it again.
-            for key_id in await self.crypto.prefetch(need.key_ids):
+            for key_id in await self.crypto.prefetch(possible):
                 self.missing_key_ids[key_id] = True
 
     async def close(self) -> None:

@@ -529,8 +529,9 @@ class Analyzer:
         )
         if isinstance(node, exp.Table):
             if not isinstance(node.this, exp.Identifier):
-                # A table function such as generate_series(...): check its arguments.
-                self.walk(node.this, Env({}, parent, ctes))
+                # A table function such as generate_series(...): check its arguments
+                # (ROWS FROM (...) keeps them in the node's rows, not in ``this``).
+                self.walk(node if node.this is None else node.this, Env({}, parent, ctes))
                 return Source(alias or node.name.lower())
             name = ident(node.this)
             if not node.args.get("db") and name in ctes:
@@ -587,9 +588,15 @@ class Analyzer:
         parent: Env | None,
         ctes: dict[str, Outputs],
     ) -> Env | None:
-        """A LATERAL item sees the FROM items before it."""
-        if isinstance(item, exp.Lateral) or (
-            isinstance(item, exp.Subquery) and isinstance(item.parent, exp.Lateral)
+        """A LATERAL item sees the FROM items before it; so does a function in FROM
+        (implicitly LATERAL in Postgres: ``FROM t, f(t.col)``)."""
+        table_function = (
+            isinstance(item, exp.Table) and not isinstance(item.this, exp.Identifier)
+        ) or not isinstance(item, exp.Table | exp.Subquery | exp.Values)
+        if (
+            isinstance(item, exp.Lateral)
+            or table_function
+            or (isinstance(item, exp.Subquery) and isinstance(item.parent, exp.Lateral))
         ):
             return Env(dict(sources), parent, ctes)
         return parent
@@ -712,14 +719,24 @@ class Analyzer:
         right = self.query(node.expression, parent, ctes)
         distinct = bool(node.args.get("distinct")) or not isinstance(node, exp.Union)
         op = type(node).__name__.upper()
-        if distinct:
-            col = left.first_protected() or right.first_protected()
-            if col is not None:
+        col = left.first_protected() or right.first_protected()
+        if col is not None:
+            if distinct:
                 raise refuse_column(
                     f"{op} (duplicate elimination)",
                     col,
-                    "use UNION ALL and deduplicate in the application",
+                    "use separate SELECTs and deduplicate in the application",
                 )
+            # RowDescription gives no table OID for a set operation's columns, so
+            # pgseal could not tell them for encrypted ones: the client would get
+            # the envelopes. (Whether the rows reach the client or only a count
+            # does, the plan cannot always tell; refusing is the safe side.)
+            raise refuse_column(
+                "UNION ALL",
+                col,
+                "Postgres does not report where a UNION's columns come from, so pgseal "
+                "cannot decrypt them; run the SELECTs separately",
+            )
         merged = Outputs(
             names=dict(left.names),
             star_tables=left.star_tables + right.star_tables,
@@ -1081,6 +1098,9 @@ class Analyzer:
             if isinstance(node, exp.Column):
                 if not isinstance(node.this, exp.Star):
                     self.column_use(node, env)
+                elif not isinstance(node.parent, exp.Select | exp.Returning):
+                    # ``c.*`` inside an expression (to_jsonb(c.*)), not a select list
+                    self.star_in_expression(node, env)
                 continue
             stack.extend(node.iter_expressions())
 
@@ -1166,6 +1186,19 @@ class Analyzer:
             return
         operation, hint = _operation(parent, node)
         raise refuse_column(operation, col, hint)
+
+    def star_in_expression(self, column: exp.Column, env: Env) -> None:
+        """``to_jsonb(c.*)``, ``ROW(c.*)``: the row's envelopes would leave as values."""
+        for src in self._star_sources(env, ident(column.args.get("table"))):
+            table = src.table
+            if table is not None and table.columns:
+                raise refuse_table("a whole-row reference", table, "select the columns by name")
+            outputs = src.outputs
+            protected = outputs.first_protected() if outputs is not None else None
+            if protected is not None:
+                raise refuse_column(
+                    "a whole-row reference", protected, "select the columns by name"
+                )
 
     def whole_row(self, column: exp.Column, env: Env) -> None:
         """``SELECT c FROM customers c`` / ``to_json(c)``: a row value holding ciphertext."""

@@ -159,6 +159,16 @@ def plan_statement(sql: str, rules: Rules, declared_param_count: int = 0) -> Pla
         return _plan(sql, rules, prefilter, declared_param_count)
     except PlanRefused as refusal:
         return Refuse(refusal.message, refusal.hint)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, AssertionError):
+        # A tree shape the analyser does not expect (sqlglot parses some rare
+        # syntax into unusual nodes). The text names a protected table, so the
+        # safe answer is a refusal, not a dropped connection or a guess.
+        tables = _StatementPlanner(rules, prefilter).named_tables(sql)
+        where = f"; it touches encrypted table {tables[0].qualified}" if tables else ""
+        return Refuse(
+            f"pgseal could not analyse this statement{where}",
+            "simplify the statement, or run it without pgseal",
+        )
 
 
 def _plan(sql: str, rules: Rules, prefilter: Prefilter, declared_param_count: int) -> Plan:

@@ -84,9 +84,21 @@ class Stack:
         return self.cluster.logfile.read_text(errors="replace")
 
 
+#: Distinctive plaintexts the tests write through pgseal; none may appear in its log.
+LOGGED_NEVER = ("555-0101", "ann@example.com", "armour me", "p-src", "555-PSQL", "sa-new")
+
+
+def assert_log_clean(proxy: PgsealProcess, master_key: str) -> None:
+    log = proxy.log_text()
+    for secret in (*LOGGED_NEVER, master_key):
+        assert secret not in log, "a plaintext or the master key reached pgseal's log"
+
+
 @pytest.fixture(scope="package")
-def stack() -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = Path(tempfile.mkdtemp(prefix="pgseal-enc-"))
+    # pgseal's log outlives the package: tests/test_zz_secrets.py scans it too.
+    logs = tmp_path_factory.mktemp("pgseal-enc")
     cluster = EmbeddedPostgres(datadir=base / "data", settings={"log_statement": "'all'"})
     cluster.start()
     try:
@@ -107,7 +119,7 @@ def stack() -> Iterator[Stack]:
         )
         key = base64.b64encode(os.urandom(32)).decode()
         proxy = start_pgseal(
-            base / "pgseal",
+            logs,
             f"postgresql://127.0.0.1:{cluster.port}/postgres",
             f"service_dsn: {cluster.dsn()}\nmaster_key: env:PGSEAL_MK\n{RULES}",
             {"PGSEAL_MK": key},
@@ -116,6 +128,7 @@ def stack() -> Iterator[Stack]:
             yield Stack(cluster, proxy, key)
         finally:
             proxy.stop()
+        assert_log_clean(proxy, key)
     finally:
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)

@@ -42,6 +42,17 @@ REFUSED = [
     ),
     ("SELECT id FROM customers WHERE " + W + " AND phone = '555'", "equality (=)", "phone"),
     ("UPDATE customers SET phone = '1' WHERE " + W + " AND credit < 0", "range", "credit"),
+    (  # RowDescription has no origin for a UNION's columns: envelopes would leave
+        "SELECT phone FROM customers WHERE " + W + " UNION ALL SELECT phone FROM customers",
+        "UNION ALL",
+        "phone",
+    ),
+    ("SELECT to_jsonb(c.*) FROM customers c WHERE c." + W, "whole-row reference", ""),
+    (  # a function in FROM sees the items before it (implicit LATERAL)
+        "SELECT x FROM customers c, encode(c.phone, 'hex') x WHERE c." + W,
+        "function encode()",
+        "phone",
+    ),
     ("DELETE FROM customers WHERE " + W + " AND phone LIKE 'x%'", "LIKE", "phone"),
 ]
 
@@ -50,7 +61,8 @@ def _assert_refusal(exc: asyncpg.PostgresError, operation: str, column: str) -> 
     assert exc.sqlstate == "0A000"
     message = str(exc)
     assert f"{operation}" in message, message
-    assert f"public.customers.{column}" in message, message
+    # a refusal about the whole table names the table ("" here), else the column
+    assert f"public.customers{'.' + column if column else ''} " in message, message
     assert message.startswith("pgseal"), message
 
 

@@ -4,16 +4,20 @@ tenants, and tenant isolation: SET, SET LOCAL, RESET, startup option, require_te
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import psycopg
 import pytest
 
-from tests.encrypted.conftest import RULES, Stack, assert_envelope, assert_never_reached, marker
+from tests.encrypted.conftest import (
+    RULES,
+    Stack,
+    assert_envelope,
+    assert_log_clean,
+    assert_never_reached,
+    marker,
+)
 from tests.pgseal_process import PgsealProcess, start_pgseal
 
 PEOPLE = [  # (business, name, email, tax_id, phone)
@@ -213,9 +217,9 @@ async def test_write_without_a_tenant_is_refused(
 
 
 @pytest.fixture(scope="module")
-def strict_proxy(stack: Stack) -> Iterator[PgsealProcess]:
+def strict_proxy(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgsealProcess]:
     """A second pgseal on the same database, with require_tenant: true."""
-    base = Path(tempfile.mkdtemp(prefix="pgseal-enc-strict-"))
+    base = tmp_path_factory.mktemp("pgseal-enc-strict")
     proxy = start_pgseal(
         base,
         f"postgresql://127.0.0.1:{stack.cluster.port}/postgres",
@@ -227,7 +231,7 @@ def strict_proxy(stack: Stack) -> Iterator[PgsealProcess]:
         yield proxy
     finally:
         proxy.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    assert_log_clean(proxy, stack.master_key)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import json
+import os
 import subprocess
 import sys
 
@@ -175,14 +177,19 @@ async def test_an_envelope_is_not_sealed_twice(
     )
 
 
-@pytest.mark.parametrize("where", ["tag", "key id", "version"])
+@pytest.mark.parametrize("where", ["tag", "key id", "key id high bit", "version"])
 async def test_tampered_envelope_is_an_error_naming_the_column(
     app: asyncpg.Connection, raw: asyncpg.Connection, where: str
 ) -> None:
     await app.execute("INSERT INTO customers (business_id, name, phone) VALUES (1, 't', 'p-t')")
     envelope = bytearray((await _raw_row(raw, "t"))["phone"])
-    position = {"tag": len(envelope) - 1, "key id": 5, "version": 0}[where]
-    envelope[position] ^= 0x40
+    position, flip = {
+        "tag": (len(envelope) - 1, 0x40),
+        "key id": (5, 0x40),
+        "key id high bit": (1, 0x80),  # an id no bigint key_id can be
+        "version": (0, 0x40),
+    }[where]
+    envelope[position] ^= flip
     await raw.execute("UPDATE customers SET phone = $1 WHERE name = 't'", bytes(envelope))
     for run in (app.fetch, app.execute):  # binary results; a simple Query (text)
         with pytest.raises(asyncpg.PostgresError) as info:
@@ -221,3 +228,33 @@ async def test_shredded_business_is_an_error_not_ciphertext(
         assert "destroyed" in str(error)
         cur = await conn.execute("SELECT phone FROM customers WHERE business_id = 78")
         assert await cur.fetchall() == [("p-k",)]
+
+
+async def test_values_that_only_look_like_envelopes_are_sealed(
+    app: asyncpg.Connection, raw: asyncpg.Connection
+) -> None:
+    """Byte 0x01 and 37+ bytes, naming a key the store does not have: binary jsonb
+    (its version byte is 0x01) and such a bytea. Sealed as values, at once (the
+    key lookup used to be retried forever)."""
+    document = '{"note": "binary jsonb starts with 0x01", "n": [1, 2, 3]}'
+    fakes = [  # a key id the store could hold but does not, and one it never could
+        b"\x01" + (12345).to_bytes(8, "big") + os.urandom(40),
+        b"\x01" + b"\xff" * 8 + os.urandom(40),
+    ]
+    for i, fake in enumerate(fakes):
+        await asyncio.wait_for(
+            app.execute(
+                "INSERT INTO typed (id, business_id, c_bytea, c_jsonb) VALUES ($1, 1, $2, $3)",
+                i + 1,
+                fake,
+                document,
+            ),
+            timeout=10,
+        )
+    rows = await app.fetch("SELECT c_bytea, c_jsonb FROM typed ORDER BY id")
+    assert [r["c_bytea"] for r in rows] == fakes
+    assert all(json.loads(r["c_jsonb"]) == json.loads(document) for r in rows)
+    for stored in await raw.fetch("SELECT c_bytea, c_jsonb FROM typed ORDER BY id"):
+        assert_envelope(stored["c_bytea"])
+        assert stored["c_bytea"] not in fakes
+        assert_envelope(stored["c_jsonb"], "binary jsonb")

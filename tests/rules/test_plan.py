@@ -260,7 +260,30 @@ REFUSALS = [
     ("SELECT count(*) FROM customers HAVING max(tax_id) = 'a'", "aggregate max()", TAX),
     ("SELECT * FROM (SELECT tax_id FROM customers) s WHERE s.tax_id = 'a'", "subquery", TAX),
     ("SELECT phone FROM customers UNION SELECT phone FROM customers", "UNION", PHONE),
-    ("SELECT phone FROM customers UNION ALL SELECT 'x'", "UNION mixing", PHONE),
+    # ``c.*`` inside an expression is a row value holding envelopes
+    ("SELECT to_jsonb(c.*) FROM customers c", "a whole-row reference", None),
+    ("SELECT json_agg(s.*) FROM (SELECT phone FROM customers) s", "a whole-row reference", PHONE),
+    (
+        "INSERT INTO customers (business_id, phone) VALUES (1, 'x') "
+        "RETURNING to_jsonb(customers.*)",
+        "a whole-row reference",
+        None,
+    ),
+    # a set operation's columns have no origin in RowDescription: never envelopes out
+    ("SELECT phone FROM customers UNION ALL SELECT 'x'", "UNION ALL", PHONE),
+    ("SELECT phone FROM customers UNION ALL SELECT phone FROM customers", "UNION ALL", PHONE),
+    ("SELECT phone FROM customers UNION ALL SELECT NULL", "UNION ALL", PHONE),
+    (
+        "SELECT * FROM (SELECT phone FROM customers UNION ALL SELECT phone FROM customers) u",
+        "UNION ALL",
+        PHONE,
+    ),
+    (
+        "WITH RECURSIVE r AS (SELECT id, phone FROM customers "
+        "UNION ALL SELECT r.id, r.phone FROM r) SELECT phone FROM r",
+        "UNION ALL",
+        PHONE,
+    ),
     ("SELECT * FROM leads WHERE name = (SELECT phone FROM customers LIMIT 1)", "subquery", PHONE),
     ("SELECT * FROM customers WHERE upper(company_name) = 'ACME'", "function upper()", NAME),
     ("INSERT INTO customers VALUES (1, 'x')", "INSERT without a column list", None),
@@ -320,7 +343,7 @@ REFUSALS = [
     (
         "WITH RECURSIVE r AS (SELECT id, phone FROM customers "
         "UNION ALL SELECT r.id, r.phone FROM r) SELECT * FROM r ORDER BY phone",
-        "ORDER BY",
+        "UNION ALL",  # refused before its ORDER BY
         PHONE,
     ),
     ("SELECT json_agg(c) FROM customers c", "whole-row reference", None),
@@ -375,6 +398,40 @@ def test_refusal_never_echoes_literals(sql: str) -> None:
     assert "SECRET" not in repr(result)
 
 
+def test_an_analyser_error_is_a_refusal_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rules.plan
+
+    def broken(*args: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'iter_expressions'")
+
+    monkeypatch.setattr(rules.plan, "analyze", broken)
+    result = plan("SELECT phone FROM customers WHERE id = 1")
+    assert isinstance(result, Refuse)
+    assert result.message == (
+        "pgseal could not analyse this statement; it touches encrypted table public.customers"
+    )
+
+
+def test_functions_in_from_see_the_items_before_them() -> None:
+    """``FROM t, f(t.col)`` is implicitly LATERAL: a function of a protected column
+    there would send ciphertext (or its length) to the client."""
+    for sql, operation in [
+        ("SELECT * FROM customers c, encode(c.phone, 'hex') x", "function encode()"),
+        ("SELECT * FROM customers c JOIN length(c.phone) x ON true", "function length()"),
+        ("SELECT * FROM customers c, ROWS FROM (upper(c.phone)) x", "function upper()"),
+        ("SELECT * FROM customers c, unnest(ARRAY[c.phone]) x", "array"),
+    ]:
+        result = plan(sql)
+        assert isinstance(result, Refuse), sql
+        assert operation in result.message
+        assert "public.customers.phone" in result.message
+    for sql in (
+        "SELECT * FROM customers c, generate_series(1, c.id) x",
+        "SELECT * FROM ROWS FROM (generate_series(1, 2)) g, customers",
+    ):
+        assert isinstance(plan(sql), PassThrough), sql
+
+
 def test_unparsable_statement_naming_a_protected_table_is_refused() -> None:
     result = plan("SELECT phone FROM customers WHERE id = $1::oid[]")
     assert result == Refuse(
@@ -389,14 +446,13 @@ ALLOWED_UNCHANGED = [
     "SELECT * FROM customers",
     "select   phone, c.company_name AS name FROM public.customers c WHERE id = $1",
     "SELECT t.* FROM customers t",
+    "SELECT to_jsonb(l.*), c.* FROM leads l, customers c",
     "SELECT phone FROM customers WHERE phone IS NULL OR tax_id IS NOT NULL",
     "SELECT count(phone), count(*) FROM customers",
     "SELECT p FROM (SELECT phone AS p FROM customers) s",
     "WITH x AS (SELECT phone FROM customers) SELECT x.phone FROM x",
-    "SELECT phone FROM customers UNION ALL SELECT phone FROM customers",
-    "SELECT phone FROM customers UNION ALL SELECT NULL",
-    "WITH RECURSIVE r AS (SELECT id, phone FROM customers UNION ALL SELECT r.id, r.phone FROM r) "
-    "SELECT phone FROM r",
+    "SELECT id FROM customers UNION ALL SELECT id FROM customers",
+    "WITH RECURSIVE r AS (SELECT id FROM customers UNION ALL SELECT r.id FROM r) SELECT id FROM r",
     "SELECT c.phone, o.total FROM customers c JOIN orders o ON o.customer_id = c.id "
     "ORDER BY o.total",
     "SELECT id FROM customers ORDER BY id DESC LIMIT 10",
