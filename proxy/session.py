@@ -247,6 +247,15 @@ class Session:
         self.cancel_secret = b""
         self._cbuf = b""
         self._sbuf = b""
+        # A large message arriving in many reads is collected here and joined
+        # once complete, instead of re-concatenating the buffer on every read
+        # (quadratic in the message size). See ``_collect``.
+        self._cparts: list[bytes] = []
+        self._chave = 0
+        self._cwant = 0
+        self._sparts: list[bytes] = []
+        self._shave = 0
+        self._swant = 0
         self._pending: deque[tuple[int, object]] = deque()
         self._skipping = False
         self._copy_in_syncs_ignored = False
@@ -278,6 +287,13 @@ class Session:
         self.bytes_from_client += len(data)
         if self.phase is Phase.CLOSED:
             return
+        if self._cwant:
+            self._cparts.append(data)
+            self._chave += len(data)
+            if self._chave < self._cwant:
+                return
+            data = b"".join(self._cparts)
+            self._cparts, self._chave, self._cwant = [], 0, 0
         buf = self._cbuf + data if self._cbuf else data
         try:
             if self.phase is Phase.STARTUP:
@@ -295,6 +311,11 @@ class Session:
             self._internal_error(exc)
             return
         self._cbuf = bytes(buf)
+        if len(buf) >= _COLLECT_ABOVE and self.phase is Phase.READY and not self._client_blocked:
+            want = _incomplete_size(self._cbuf)
+            if want:
+                self._cparts, self._chave, self._cwant = [self._cbuf], len(self._cbuf), want
+                self._cbuf = b""
 
     def _client_startup(self, buf: bytes) -> bytes:
         while self.phase is Phase.STARTUP:
@@ -673,6 +694,13 @@ class Session:
         self.bytes_from_server += len(data)
         if self.phase is Phase.CLOSED:
             return
+        if self._swant:
+            self._sparts.append(data)
+            self._shave += len(data)
+            if self._shave < self._swant:
+                return
+            data = b"".join(self._sparts)
+            self._sparts, self._shave, self._swant = [], 0, 0
         buf = self._sbuf + data if self._sbuf else data
         try:
             if self.phase is Phase.READY:
@@ -689,6 +717,11 @@ class Session:
             self._internal_error(exc)
             return
         self._sbuf = bytes(buf)
+        if len(buf) >= _COLLECT_ABOVE and self.phase is Phase.READY and not self._server_blocked:
+            want = _incomplete_size(self._sbuf)
+            if want:
+                self._sparts, self._shave, self._swant = [self._sbuf], len(self._sbuf), want
+                self._sbuf = b""
 
     def _server_auth(self, buf: bytes) -> bytes:
         last = 0
@@ -1091,6 +1124,21 @@ class Session:
         self.phase = Phase.CLOSED
         self._pending.clear()
         self.actions.append(Close(reason))
+
+
+_COLLECT_ABOVE = 1 << 16
+
+
+def _incomplete_size(buf: bytes) -> int:
+    """Size of the typed message ``buf`` starts with if it is far from complete, else 0.
+
+    Only then is it worth collecting reads in a list: small tails are cheaper
+    to concatenate. The length was checked against the limit when framed.
+    """
+    if len(buf) < 5:
+        return 0
+    want = 1 + int.from_bytes(buf[1:5], "big")
+    return want if want - len(buf) >= _COLLECT_ABOVE else 0
 
 
 def _hide_added_copy_columns(body: bytes, width: int) -> bytes:

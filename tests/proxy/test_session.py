@@ -686,3 +686,32 @@ def test_a_ready_for_query_without_a_valid_status_is_a_violation(
     assert (fields["S"], fields["C"]) == ("FATAL", "08P01")
     pb.actions(Close)
     pb.done()
+
+
+def test_a_large_message_in_many_reads_is_joined_once() -> None:
+    # 32 MB in 4 KB reads each way: re-concatenating the buffer on each read
+    # would copy about 128 GB per direction; collected and joined once
+    # complete, the message is copied twice.
+    import time
+
+    pb = Playbook(Session(1))
+    connect(pb)
+    value = bytes(range(256)) * (1 << 17)
+    pb.client(wire.query("SELECT big")).to_server(wire.query("SELECT big"))
+    row = wire.data_row(value)
+    big_bind = wire.bind("", "", [value])
+    started = time.process_time()
+    for pos in range(0, len(row), 4096):
+        pb.session.server_data(row[pos : pos + 4096])
+    for pos in range(0, len(big_bind), 4096):
+        pb.session.client_data(big_bind[pos : pos + 4096])
+    elapsed = time.process_time() - started
+    assert b"".join(pb.session.to_client) == row
+    assert b"".join(pb.session.to_server) == big_bind
+    pb.session.to_client.clear()
+    pb.session.to_server.clear()
+    assert elapsed < 3.0
+    pb.server(wire.command_complete("SELECT 1"), wire.ready())
+    pb.to_client(wire.command_complete("SELECT 1"), wire.ready())
+    assert pb.session.in_flight == 1  # the Bind's BindComplete
+    pb.done()
