@@ -340,41 +340,80 @@ def test_an_error_mid_pipeline_skips_to_sync_and_the_next_batch_stays_aligned(
     pb.done()
 
 
+REFUSAL = codec.encode_error("0A000", "pgseal: refused")
+FAILING_PARSE = wire.parse("pgseal: statement refused", "pgseal: statement refused")
+FAILING_QUERY = wire.query("pgseal: statement refused")
+SYNTAX_ERROR = wire.error("42601", 'syntax error at or near "pgseal"')
+
+
 def test_a_pgseal_error_waits_behind_in_flight_responses(pb: Playbook) -> None:
     first = [wire.parse("", "SELECT 1"), wire.bind(), wire.execute(), wire.sync()]
     pb.client(*first).to_server(*first)
-    refusal = codec.encode_error("0A000", "pgseal: refused")
-    # pgseal refuses the next Parse: nothing of it reaches the server, and the
-    # rest of its batch is skipped up to Sync exactly as Postgres would.
-    pb.call(lambda: pb.session.refuse(refusal, simple_query=False))
+    # pgseal refuses the next Parse: a Parse that must fail goes in its place,
+    # and the rest of its batch is skipped up to Sync as Postgres would.
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=False)).to_server(FAILING_PARSE)
     pb.client(wire.bind(), wire.execute(), wire.sync()).to_server(wire.sync())
     answer = [wire.parse_complete(), wire.bind_complete(), wire.command_complete("SELECT 1")]
     pb.server(*answer).to_client(*answer)
-    pb.server(wire.ready()).to_client(wire.ready(), refusal)
     pb.server(wire.ready()).to_client(wire.ready())
+    pb.server(SYNTAX_ERROR, wire.ready()).to_client(REFUSAL, wire.ready())
     assert pb.session.idle
     pb.done()
 
 
-def test_a_pgseal_error_with_nothing_in_flight_goes_out_at_once(pb: Playbook) -> None:
-    refusal = codec.encode_error("0A000", "pgseal: refused")
-    pb.call(lambda: pb.session.refuse(refusal, simple_query=True))
-    pb.to_client(refusal, wire.ready())
-    pb.client(wire.query("SELECT 1")).to_server(wire.query("SELECT 1"))
-    pb.server(wire.command_complete("SELECT 1"), wire.ready())
-    pb.to_client(wire.command_complete("SELECT 1"), wire.ready())
+def test_a_refusal_mid_pipeline_makes_the_server_roll_the_batch_back(pb: Playbook) -> None:
+    # INSERT; <refused>; INSERT; Sync is one implicit transaction: the server
+    # must see an error before the Sync, or it would commit the first INSERT
+    # while the client was told the batch failed.
+    head = [wire.parse("", "INSERT INTO t VALUES (1)"), wire.bind(), wire.execute()]
+    pb.client(*head).to_server(*head)
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=False)).to_server(FAILING_PARSE)
+    pb.client(wire.bind(), wire.execute(), wire.sync()).to_server(wire.sync())
+    answer = [wire.parse_complete(), wire.bind_complete(), wire.command_complete("INSERT 0 1")]
+    pb.server(*answer, SYNTAX_ERROR, wire.ready("I"))
+    pb.to_client(*answer, REFUSAL, wire.ready("I"))
+    assert pb.session.idle
     pb.done()
 
 
-def test_a_simple_query_refusal_is_answered_in_order_with_its_own_ready(pb: Playbook) -> None:
+def test_a_refusal_after_a_server_error_in_the_same_batch_is_not_sent(pb: Playbook) -> None:
+    # Postgres reports only the first error of a batch; so does pgseal.
+    head = [wire.parse("", "SELECT 1/0"), wire.bind(), wire.execute()]
+    pb.client(*head).to_server(*head)
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=False)).to_server(FAILING_PARSE)
+    pb.client(wire.sync()).to_server(wire.sync())
+    err = wire.error("22012", "division by zero")
+    pb.server(wire.parse_complete(), wire.bind_complete(), err, wire.ready())
+    pb.to_client(wire.parse_complete(), wire.bind_complete(), err, wire.ready())
+    assert pb.session.idle
+    pb.done()
+
+
+def test_a_simple_query_refusal_fails_the_transaction_block_like_postgres(pb: Playbook) -> None:
     pb.client(wire.query("BEGIN")).to_server(wire.query("BEGIN"))
-    refusal = codec.encode_error("0A000", "pgseal: refused")
-    pb.call(lambda: pb.session.refuse(refusal, simple_query=True))
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=True)).to_server(FAILING_QUERY)
     pb.client(wire.query("SELECT 2")).to_server(wire.query("SELECT 2"))
     pb.server(wire.command_complete("BEGIN"), wire.ready("T"))
-    pb.to_client(wire.command_complete("BEGIN"), wire.ready("T"), refusal, wire.ready("T"))
-    pb.server(wire.command_complete("SELECT 1"), wire.ready("T"))
-    pb.to_client(wire.command_complete("SELECT 1"), wire.ready("T"))
+    pb.to_client(wire.command_complete("BEGIN"), wire.ready("T"))
+    pb.server(SYNTAX_ERROR, wire.ready("E")).to_client(REFUSAL, wire.ready("E"))
+    assert pb.session.txn_status == "E"
+    aborted = wire.error("25P02", "current transaction is aborted")
+    pb.server(aborted, wire.ready("E")).to_client(aborted, wire.ready("E"))
+    pb.client(wire.query("ROLLBACK")).to_server(wire.query("ROLLBACK"))
+    pb.server(wire.command_complete("ROLLBACK"), wire.ready("I"))
+    pb.to_client(wire.command_complete("ROLLBACK"), wire.ready("I"))
+    assert pb.session.idle
+    pb.done()
+
+
+def test_a_simple_query_refusal_outside_a_transaction(pb: Playbook) -> None:
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=True)).to_server(FAILING_QUERY)
+    assert not pb.session.idle
+    pb.server(SYNTAX_ERROR, wire.ready("I")).to_client(REFUSAL, wire.ready("I"))
+    pb.client(wire.query("SELECT 1")).to_server(wire.query("SELECT 1"))
+    pb.server(wire.command_complete("SELECT 1"), wire.ready())
+    pb.to_client(wire.command_complete("SELECT 1"), wire.ready())
+    assert pb.session.idle
     pb.done()
 
 
