@@ -302,13 +302,18 @@ class Session:
             data = b"".join(self._cparts)
             self._cparts, self._chave, self._cwant = [], 0, 0
         buf = self._cbuf + data if self._cbuf else data
+        phase = self.phase
         try:
-            if self.phase is Phase.STARTUP:
-                buf = self._client_startup(buf)
-            elif self.phase is Phase.READY:
-                if not self._client_blocked:
+            if phase is Phase.READY:  # first: the hot path
+                if self._client_blocked:
+                    pass
+                elif self.crypt is None and not self._skipping:
+                    buf = self._client_messages_plain(buf)
+                else:
                     buf = self._client_messages(buf)
-            elif self.phase is Phase.AUTH:
+            elif phase is Phase.STARTUP:
+                buf = self._client_startup(buf)
+            elif phase is Phase.AUTH:
                 buf = self._client_auth(buf)
             # CONNECTING: keep buffering until the upstream is there.
         except ProtocolViolation as exc:
