@@ -9,6 +9,8 @@ responses aligned, which is what later column encryption relies on.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy import codec
 from proxy.session import (
@@ -753,4 +755,84 @@ def test_a_large_message_in_many_reads_is_joined_once() -> None:
     pb.server(wire.command_complete("SELECT 1"), wire.ready())
     pb.to_client(wire.command_complete("SELECT 1"), wire.ready())
     assert pb.session.in_flight == 1  # the Bind's BindComplete
+    pb.done()
+
+
+# -- properties ---------------------------------------------------------------------
+
+_TRANSACTIONS = [
+    # (client messages, server answer) pairs a real server would give.
+    (
+        [wire.parse("", "SELECT 1"), wire.bind(), wire.describe("P"), wire.execute(), wire.sync()],
+        [
+            wire.parse_complete(),
+            wire.bind_complete(),
+            wire.row_description(wire.int4_field()),
+            wire.data_row(b"1"),
+            wire.command_complete("SELECT 1"),
+            wire.ready(),
+        ],
+    ),
+    (
+        [wire.query("SELECT 1; SELECT 2")],
+        [
+            wire.row_description(wire.int4_field()),
+            wire.data_row(b"1"),
+            wire.command_complete("SELECT 1"),
+            wire.row_description(wire.int4_field()),
+            wire.data_row(b"2"),
+            wire.command_complete("SELECT 1"),
+            wire.ready(),
+        ],
+    ),
+    (
+        [wire.parse("", "SELECT 1/0"), wire.bind(), wire.execute(), wire.sync()],
+        [wire.parse_complete(), wire.bind_complete(), wire.error("22012", "x"), wire.ready()],
+    ),
+    (
+        [wire.query("COPY t TO STDOUT")],
+        [
+            wire.copy_response(b"H", 0, 0),
+            wire.copy_data(b"1\n"),
+            wire.copy_done(),
+            wire.command_complete("COPY 1"),
+            wire.ready(),
+        ],
+    ),
+    ([wire.function_call(1, [])], [wire.function_call_response(None), wire.ready()]),
+]
+_ASYNC_MESSAGES = [
+    wire.notification(1, "c", "p"),
+    wire.notice("n"),
+    wire.parameter_status("TimeZone", "UTC"),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, len(_TRANSACTIONS) - 1), min_size=1, max_size=8),
+    noise=st.lists(st.tuples(st.integers(0, 200), st.sampled_from(_ASYNC_MESSAGES)), max_size=6),
+    cut=st.integers(1, 64),
+    pipelined=st.booleans(),
+)
+def test_any_mix_of_transactions_and_async_messages_relays_exactly(
+    picks: list[int], noise: list[tuple[int, bytes]], cut: int, pipelined: bool
+) -> None:
+    pb = Playbook(Session(1), chunk=cut)
+    connect(pb)
+    answers = [list(_TRANSACTIONS[i][1]) for i in picks]
+    for where, extra in noise:
+        answer = answers[where % len(answers)]
+        answer.insert(where % (len(answer) + 1), extra)
+    if pipelined:
+        sent = [msg for i in picks for msg in _TRANSACTIONS[i][0]]
+        everything = [msg for answer in answers for msg in answer]
+        pb.client(*sent).to_server(*sent)
+        pb.server(*everything).to_client(*everything)
+    else:
+        for i, answer in zip(picks, answers, strict=True):
+            pb.client(*_TRANSACTIONS[i][0]).to_server(*_TRANSACTIONS[i][0])
+            pb.server(*answer).to_client(*answer)
+            assert pb.session.idle
+    assert pb.session.idle
     pb.done()
