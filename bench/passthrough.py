@@ -1,6 +1,6 @@
 """Pass-through throughput: pgbench against Postgres, PgBouncer and pgseal in one run.
 
-    bench/passthrough [--duration 10] [--rounds 3] [--clients 8] [--threads 2]
+    bench/passthrough [--duration 10] [--rounds 3] [--clients 8] [--threads 2] [--with-relay]
 
 Starts an embedded PostgreSQL (or uses ``--dsn``), PgBouncer in session pooling
 (Debian package ``pgbouncer``, installed with apt-get when missing) and pgseal
@@ -10,7 +10,9 @@ alternating the order every round. Prints TPS and average latency (median of
 the rounds), the ratios pgseal/direct and pgseal/PgBouncer and the CPU each
 proxy spent per transaction (from /proc: unlike TPS it hardly depends on what
 else the machine runs); then the RSS that 500 idle client connections cost
-pgseal, in total and per connection.
+pgseal, in total and per connection. ``--with-relay`` adds a bare uvloop byte
+relay (bench/passthrough_relay.py) as a fourth target: the floor for any
+Python proxy, so what pgseal's own work costs can be read off.
 """
 
 from __future__ import annotations
