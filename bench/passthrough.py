@@ -1,6 +1,6 @@
 """Pass-through throughput: pgbench against Postgres, PgBouncer and pgseal in one run.
 
-    bench/passthrough [--duration 10] [--rounds 3] [--clients 8] [--threads 2]
+    bench/passthrough [--duration 10] [--rounds 3] [--clients 8] [--threads 2] [--with-relay]
 
 Starts an embedded PostgreSQL (or uses ``--dsn``), PgBouncer in session pooling
 (Debian package ``pgbouncer``, installed with apt-get when missing) and pgseal
@@ -10,7 +10,9 @@ alternating the order every round. Prints TPS and average latency (median of
 the rounds), the ratios pgseal/direct and pgseal/PgBouncer and the CPU each
 proxy spent per transaction (from /proc: unlike TPS it hardly depends on what
 else the machine runs); then the RSS that 500 idle client connections cost
-pgseal, in total and per connection.
+pgseal, in total and per connection. ``--with-relay`` adds a bare uvloop byte
+relay (bench/passthrough_relay.py) as a fourth target: the floor for any
+Python proxy, so what pgseal's own work costs can be read off.
 """
 
 from __future__ import annotations
@@ -105,6 +107,18 @@ def start_pgbouncer(
     sys.exit("pgbouncer did not start: " + (workdir / "pgbouncer.log").read_text()[-1000:])
 
 
+def wait_listening(port: int) -> None:
+    import socket
+
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing listens on port {port}")
+
+
 def pgbench(target: Target, user: str, database: str, args: list[str]) -> tuple[float, float]:
     env = {**os.environ, "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": user}
     result = subprocess.run(
@@ -161,6 +175,11 @@ def main() -> int:
     parser.add_argument(
         "--dsn", help="an existing server (superuser DSN) instead of an embedded one"
     )
+    parser.add_argument(
+        "--with-relay",
+        action="store_true",
+        help="also measure a bare uvloop byte relay (bench/passthrough_relay.py): the floor",
+    )
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="pgseal-bench-"))
@@ -176,6 +195,7 @@ def main() -> int:
     user, database = url.username or "postgres", (url.path.lstrip("/") or "postgres")
     bouncer = None
     proxy = None
+    relay: subprocess.Popen[bytes] | None = None
     try:
         direct = Target("direct", host, port)
         print(f"pgbench -i -s {args.scale} ...", flush=True)
@@ -194,10 +214,19 @@ def main() -> int:
             Target("pgbouncer", "127.0.0.1", bouncer_port, bouncer.pid),
             Target("pgseal", "127.0.0.1", proxy.port, proxy.process.pid),
         ]
+        if args.with_relay:
+            relay_port = free_port()
+            relay = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "passthrough_relay.py"),
+                 str(relay_port), host, str(port)]
+            )  # fmt: skip
+            wait_listening(relay_port)
+            targets.append(Target("relay", "127.0.0.1", relay_port, relay.pid))
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
-            order = targets[round_ % 3 :] + targets[: round_ % 3]
+            shift = round_ % len(targets)
+            order = targets[shift:] + targets[:shift]
             for mode in ("prepared", "simple"):
                 for target in order:
                     cpu_before = cpu_seconds(target.pid)
@@ -240,12 +269,22 @@ def main() -> int:
             bouncer_cpu = statistics.median(cpu[(mode, "pgbouncer")])
             print(f"{mode:9} proxy CPU per transaction: pgseal {seal_cpu:.1f} us, "
                   f"pgbouncer {bouncer_cpu:.1f} us ({seal_cpu / bouncer_cpu:.2f}x)")  # fmt: skip
+            if args.with_relay:
+                relay_tps = medians["relay"][0]
+                relay_cpu = statistics.median(cpu[(mode, "relay")])
+                print(f"{mode:9} bare relay: relay/pgbouncer = "
+                      f"{relay_tps / medians['pgbouncer'][0]:.2f}x, "
+                      f"pgseal/relay = {seal / relay_tps:.2f}x, "
+                      f"{relay_cpu:.1f} us CPU/txn")  # fmt: skip
         before, after = asyncio.run(idle_connections_rss(proxy, user, database, args.idle))
         print(f"\npgseal RSS: {before / 1024:.1f} MB idle, {after / 1024:.1f} MB with "
               f"{args.idle} idle client connections: +{(after - before) / 1024:.1f} MB "
               f"({(after - before) / args.idle:.0f} KB per connection)")  # fmt: skip
         return 0
     finally:
+        if relay is not None:
+            relay.terminate()
+            relay.wait(10)
         if proxy is not None:
             proxy.stop()
         if bouncer is not None:

@@ -167,10 +167,17 @@ class SessionLimits:
 # hot path cheap; payloads ride along in the same deque entry.
 PARSE, BIND, DESCRIBE_S, DESCRIBE_P, EXECUTE, CLOSE, SYNC, QUERY, FUNCTION = range(9)
 COPY_END = 9  # marker: the client ended a COPY here (no response of its own)
-LOCAL_ERROR = 10  # pgseal's own error, sent when it reaches the head of the queue
+# pgseal's own refusals: a message that fails on the server takes the refused
+# one's place (see ``refuse``); the server's error is swapped for pgseal's.
+REFUSED = 11  # extended protocol: the failing Parse, then skip to Sync
+REFUSED_QUERY = 12  # simple Query: the failing Query, then its ReadyForQuery
 # pgseal's own requests, whose answers the client never sees:
 INJECTED_DESCRIBE = 20  # Describe P before an Execute whose result shape is unknown
 INJECTED_ABORT = 21  # a failing statement that puts the server's transaction in 'E'
+
+_REFUSED_SQL = b"pgseal: statement refused"
+_REFUSED_PARSE = codec.message(b"P", _REFUSED_SQL + b"\x00" + _REFUSED_SQL + b"\x00\x00\x00")
+_REFUSED_QUERY_MESSAGE = codec.message(b"Q", _REFUSED_SQL + b"\x00")
 
 # Preallocated queue entries for the messages whose payload nobody reads.
 _EXPECT_BIND = (BIND, None)
@@ -282,6 +289,15 @@ class Session:
         self.cancel_secret = b""
         self._cbuf = b""
         self._sbuf = b""
+        # A large message arriving in many reads is collected here and joined
+        # once complete, instead of re-concatenating the buffer on every read
+        # (quadratic in the message size). See ``_collect``.
+        self._cparts: list[bytes] = []
+        self._chave = 0
+        self._cwant = 0
+        self._sparts: list[bytes] = []
+        self._shave = 0
+        self._swant = 0
         self._pending: deque[tuple[int, object]] = deque()
         self._skipping = False
         self._copy_in_syncs_ignored = False
@@ -313,14 +329,26 @@ class Session:
         self.bytes_from_client += len(data)
         if self.phase is Phase.CLOSED:
             return
+        if self._cwant:
+            self._cparts.append(data)
+            self._chave += len(data)
+            if self._chave < self._cwant:
+                return
+            data = b"".join(self._cparts)
+            self._cparts, self._chave, self._cwant = [], 0, 0
         buf = self._cbuf + data if self._cbuf else data
+        phase = self.phase
         try:
-            if self.phase is Phase.STARTUP:
-                buf = self._client_startup(buf)
-            elif self.phase is Phase.READY:
-                if not self._client_blocked:
+            if phase is Phase.READY:  # first: the hot path
+                if self._client_blocked:
+                    pass
+                elif self.crypt is None and not self._skipping:
+                    buf = self._client_messages_plain(buf)
+                else:
                     buf = self._client_messages(buf)
-            elif self.phase is Phase.AUTH:
+            elif phase is Phase.STARTUP:
+                buf = self._client_startup(buf)
+            elif phase is Phase.AUTH:
                 buf = self._client_auth(buf)
             # CONNECTING: keep buffering until the upstream is there.
         except ProtocolViolation as exc:
@@ -330,6 +358,11 @@ class Session:
             self._internal_error(exc)
             return
         self._cbuf = bytes(buf)
+        if len(buf) >= _COLLECT_ABOVE and self.phase is Phase.READY and not self._client_blocked:
+            want = _incomplete_size(self._cbuf)
+            if want:
+                self._cparts, self._chave, self._cwant = [self._cbuf], len(self._cbuf), want
+                self._cbuf = b""
 
     def _client_startup(self, buf: bytes) -> bytes:
         if buf[:1] == b"\x16" and not self.client_tls:
@@ -837,6 +870,13 @@ class Session:
         self.bytes_from_server += len(data)
         if self.phase is Phase.CLOSED:
             return
+        if self._swant:
+            self._sparts.append(data)
+            self._shave += len(data)
+            if self._shave < self._swant:
+                return
+            data = b"".join(self._sparts)
+            self._sparts, self._shave, self._swant = [], 0, 0
         buf = self._sbuf + data if self._sbuf else data
         try:
             if self.phase is Phase.READY:
@@ -853,6 +893,11 @@ class Session:
             self._internal_error(exc)
             return
         self._sbuf = bytes(buf)
+        if len(buf) >= _COLLECT_ABOVE and self.phase is Phase.READY and not self._server_blocked:
+            want = _incomplete_size(self._sbuf)
+            if want:
+                self._sparts, self._shave, self._swant = [self._sbuf], len(self._sbuf), want
+                self._sbuf = b""
 
     def _server_auth(self, buf: bytes) -> bytes:
         last = 0
@@ -961,19 +1006,18 @@ class Session:
                     self.portals.clear()
                 pending.popleft()
             elif kind == _T_ERROR:
+                if head in (REFUSED, REFUSED_QUERY):
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    out.append(cast(bytes, pending[0][1]))
+                    seg = end
                 self._server_error(head)
             elif kind in done_by[head]:
                 pending.popleft()
             elif kind == 0x47:  # CopyInResponse
                 self._copy_in_started()
-            if pending and pending[0][0] >= COPY_END:
-                if pending[0][0] == COPY_END:
-                    pending.popleft()  # a CopyDone the server never waited for
-                if pending and pending[0][0] == LOCAL_ERROR:
-                    if end > seg:
-                        out.append(buf[seg:end])
-                    seg = end
-                    self._flush_local_errors()
+            if pending and pending[0][0] == COPY_END:
+                pending.popleft()  # a CopyDone the server never waited for
         if pos > seg:
             out.append(buf if pos == size and not seg else buf[seg:pos])
         return buf[pos:]
@@ -1046,7 +1090,9 @@ class Session:
                     if head != INJECTED_ABORT:
                         self._server_error(head)
                     self._copy_out = None
-                    if self._copy_error is not None:
+                    if head in (REFUSED, REFUSED_QUERY):
+                        replacement = cast(bytes, payload)
+                    elif self._copy_error is not None:
                         replacement, self._copy_error = self._copy_error, None
                     else:
                         replacement = redact_envelopes(buf[start + 5 : end])
@@ -1133,14 +1179,8 @@ class Session:
                 if replacement is not None and not swallow:
                     out.append(replacement)
                 seg = end
-            if pending and COPY_END <= pending[0][0] <= LOCAL_ERROR:
-                if pending[0][0] == COPY_END:
-                    pending.popleft()
-                if pending and pending[0][0] == LOCAL_ERROR:
-                    if end > seg:
-                        out.append(buf[seg:end])
-                    seg = end
-                    self._flush_local_errors()
+            if pending and pending[0][0] == COPY_END:
+                pending.popleft()
         if last > seg:
             out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
         return buf[last:]
@@ -1179,7 +1219,7 @@ class Session:
         # An error ends copy-in mode: from now on the server answers Sync again.
         self._copy_in_syncs_ignored = False
         pending = self._pending
-        if head in (QUERY, FUNCTION, SYNC):
+        if head in (QUERY, FUNCTION, SYNC, REFUSED_QUERY):
             return  # the ReadyForQuery that follows ends it
         # Extended protocol: Postgres skips to the next Sync.
         while pending and pending[0][0] != SYNC:
@@ -1206,26 +1246,25 @@ class Session:
 
     # -- pgseal's own errors -------------------------------------------------------
     def refuse(self, error: bytes, *, simple_query: bool) -> None:
-        """Answer the current message with ``error`` at the right place.
+        """Answer the current message with ``error``, exactly as if Postgres had.
 
-        Extended protocol: the client's messages up to Sync are dropped, as
-        Postgres drops them after an error. Simple Query: the error is followed
-        by a ReadyForQuery of pgseal's own.
+        The refused message never reaches the server; a message that is sure
+        to fail there (a syntax error, no side effects) takes its place, and
+        the server's error is swapped for ``error``. So the server does what
+        it does after any error, and the client sees that: an implicit
+        transaction (a pipeline up to Sync, a multi-statement Query) is rolled
+        back rather than half committed, a transaction block goes to 'E', and
+        the error comes after the responses still in flight. Extended
+        protocol: the client's messages up to Sync are dropped, as Postgres
+        drops them after an error.
         """
-        self._pending.append((LOCAL_ERROR, (error, simple_query)))
-        if not simple_query:
+        if simple_query:
+            self.to_server.append(_REFUSED_QUERY_MESSAGE)
+            self._pending.append((REFUSED_QUERY, error))
+        else:
+            self.to_server.append(_REFUSED_PARSE)
+            self._pending.append((REFUSED, error))
             self._skipping = True
-        if self._pending[0][0] == LOCAL_ERROR:
-            self._flush_local_errors()
-
-    def _flush_local_errors(self) -> None:
-        pending = self._pending
-        while pending and pending[0][0] == LOCAL_ERROR:
-            _, payload = pending.popleft()
-            error, simple_query = cast(tuple[bytes, bool], payload)
-            self.to_client.append(error)
-            if simple_query:
-                self.to_client.append(codec.ready_for_query(self.txn_status))
 
     # -- endings -------------------------------------------------------------------
     def server_closed(self) -> None:
@@ -1264,6 +1303,21 @@ class Session:
         self.phase = Phase.CLOSED
         self._pending.clear()
         self.actions.append(Close(reason))
+
+
+_COLLECT_ABOVE = 1 << 16
+
+
+def _incomplete_size(buf: bytes) -> int:
+    """Size of the typed message ``buf`` starts with if it is far from complete, else 0.
+
+    Only then is it worth collecting reads in a list: small tails are cheaper
+    to concatenate. The length was checked against the limit when framed.
+    """
+    if len(buf) < 5:
+        return 0
+    want = 1 + int.from_bytes(buf[1:5], "big")
+    return want if want - len(buf) >= _COLLECT_ABOVE else 0
 
 
 def _hide_added_copy_columns(body: bytes, width: int) -> bytes:

@@ -9,6 +9,8 @@ responses aligned, which is what later column encryption relies on.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy import codec
 from proxy.session import (
@@ -340,41 +342,80 @@ def test_an_error_mid_pipeline_skips_to_sync_and_the_next_batch_stays_aligned(
     pb.done()
 
 
+REFUSAL = codec.encode_error("0A000", "pgseal: refused")
+FAILING_PARSE = wire.parse("pgseal: statement refused", "pgseal: statement refused")
+FAILING_QUERY = wire.query("pgseal: statement refused")
+SYNTAX_ERROR = wire.error("42601", 'syntax error at or near "pgseal"')
+
+
 def test_a_pgseal_error_waits_behind_in_flight_responses(pb: Playbook) -> None:
     first = [wire.parse("", "SELECT 1"), wire.bind(), wire.execute(), wire.sync()]
     pb.client(*first).to_server(*first)
-    refusal = codec.encode_error("0A000", "pgseal: refused")
-    # pgseal refuses the next Parse: nothing of it reaches the server, and the
-    # rest of its batch is skipped up to Sync exactly as Postgres would.
-    pb.call(lambda: pb.session.refuse(refusal, simple_query=False))
+    # pgseal refuses the next Parse: a Parse that must fail goes in its place,
+    # and the rest of its batch is skipped up to Sync as Postgres would.
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=False)).to_server(FAILING_PARSE)
     pb.client(wire.bind(), wire.execute(), wire.sync()).to_server(wire.sync())
     answer = [wire.parse_complete(), wire.bind_complete(), wire.command_complete("SELECT 1")]
     pb.server(*answer).to_client(*answer)
-    pb.server(wire.ready()).to_client(wire.ready(), refusal)
     pb.server(wire.ready()).to_client(wire.ready())
+    pb.server(SYNTAX_ERROR, wire.ready()).to_client(REFUSAL, wire.ready())
     assert pb.session.idle
     pb.done()
 
 
-def test_a_pgseal_error_with_nothing_in_flight_goes_out_at_once(pb: Playbook) -> None:
-    refusal = codec.encode_error("0A000", "pgseal: refused")
-    pb.call(lambda: pb.session.refuse(refusal, simple_query=True))
-    pb.to_client(refusal, wire.ready())
-    pb.client(wire.query("SELECT 1")).to_server(wire.query("SELECT 1"))
-    pb.server(wire.command_complete("SELECT 1"), wire.ready())
-    pb.to_client(wire.command_complete("SELECT 1"), wire.ready())
+def test_a_refusal_mid_pipeline_makes_the_server_roll_the_batch_back(pb: Playbook) -> None:
+    # INSERT; <refused>; INSERT; Sync is one implicit transaction: the server
+    # must see an error before the Sync, or it would commit the first INSERT
+    # while the client was told the batch failed.
+    head = [wire.parse("", "INSERT INTO t VALUES (1)"), wire.bind(), wire.execute()]
+    pb.client(*head).to_server(*head)
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=False)).to_server(FAILING_PARSE)
+    pb.client(wire.bind(), wire.execute(), wire.sync()).to_server(wire.sync())
+    answer = [wire.parse_complete(), wire.bind_complete(), wire.command_complete("INSERT 0 1")]
+    pb.server(*answer, SYNTAX_ERROR, wire.ready("I"))
+    pb.to_client(*answer, REFUSAL, wire.ready("I"))
+    assert pb.session.idle
     pb.done()
 
 
-def test_a_simple_query_refusal_is_answered_in_order_with_its_own_ready(pb: Playbook) -> None:
+def test_a_refusal_after_a_server_error_in_the_same_batch_is_not_sent(pb: Playbook) -> None:
+    # Postgres reports only the first error of a batch; so does pgseal.
+    head = [wire.parse("", "SELECT 1/0"), wire.bind(), wire.execute()]
+    pb.client(*head).to_server(*head)
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=False)).to_server(FAILING_PARSE)
+    pb.client(wire.sync()).to_server(wire.sync())
+    err = wire.error("22012", "division by zero")
+    pb.server(wire.parse_complete(), wire.bind_complete(), err, wire.ready())
+    pb.to_client(wire.parse_complete(), wire.bind_complete(), err, wire.ready())
+    assert pb.session.idle
+    pb.done()
+
+
+def test_a_simple_query_refusal_fails_the_transaction_block_like_postgres(pb: Playbook) -> None:
     pb.client(wire.query("BEGIN")).to_server(wire.query("BEGIN"))
-    refusal = codec.encode_error("0A000", "pgseal: refused")
-    pb.call(lambda: pb.session.refuse(refusal, simple_query=True))
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=True)).to_server(FAILING_QUERY)
     pb.client(wire.query("SELECT 2")).to_server(wire.query("SELECT 2"))
     pb.server(wire.command_complete("BEGIN"), wire.ready("T"))
-    pb.to_client(wire.command_complete("BEGIN"), wire.ready("T"), refusal, wire.ready("T"))
-    pb.server(wire.command_complete("SELECT 1"), wire.ready("T"))
-    pb.to_client(wire.command_complete("SELECT 1"), wire.ready("T"))
+    pb.to_client(wire.command_complete("BEGIN"), wire.ready("T"))
+    pb.server(SYNTAX_ERROR, wire.ready("E")).to_client(REFUSAL, wire.ready("E"))
+    assert pb.session.txn_status == "E"
+    aborted = wire.error("25P02", "current transaction is aborted")
+    pb.server(aborted, wire.ready("E")).to_client(aborted, wire.ready("E"))
+    pb.client(wire.query("ROLLBACK")).to_server(wire.query("ROLLBACK"))
+    pb.server(wire.command_complete("ROLLBACK"), wire.ready("I"))
+    pb.to_client(wire.command_complete("ROLLBACK"), wire.ready("I"))
+    assert pb.session.idle
+    pb.done()
+
+
+def test_a_simple_query_refusal_outside_a_transaction(pb: Playbook) -> None:
+    pb.call(lambda: pb.session.refuse(REFUSAL, simple_query=True)).to_server(FAILING_QUERY)
+    assert not pb.session.idle
+    pb.server(SYNTAX_ERROR, wire.ready("I")).to_client(REFUSAL, wire.ready("I"))
+    pb.client(wire.query("SELECT 1")).to_server(wire.query("SELECT 1"))
+    pb.server(wire.command_complete("SELECT 1"), wire.ready())
+    pb.to_client(wire.command_complete("SELECT 1"), wire.ready())
+    assert pb.session.idle
     pb.done()
 
 
@@ -685,4 +726,113 @@ def test_a_ready_for_query_without_a_valid_status_is_a_violation(
     fields = _error_fields(pb.take_client())
     assert (fields["S"], fields["C"]) == ("FATAL", "08P01")
     pb.actions(Close)
+    pb.done()
+
+
+def test_a_large_message_in_many_reads_is_joined_once() -> None:
+    # 32 MB in 4 KB reads each way: re-concatenating the buffer on each read
+    # would copy about 128 GB per direction; collected and joined once
+    # complete, the message is copied twice.
+    import time
+
+    pb = Playbook(Session(1))
+    connect(pb)
+    value = bytes(range(256)) * (1 << 17)
+    pb.client(wire.query("SELECT big")).to_server(wire.query("SELECT big"))
+    row = wire.data_row(value)
+    big_bind = wire.bind("", "", [value])
+    started = time.process_time()
+    for pos in range(0, len(row), 4096):
+        pb.session.server_data(row[pos : pos + 4096])
+    for pos in range(0, len(big_bind), 4096):
+        pb.session.client_data(big_bind[pos : pos + 4096])
+    elapsed = time.process_time() - started
+    assert b"".join(pb.session.to_client) == row
+    assert b"".join(pb.session.to_server) == big_bind
+    pb.session.to_client.clear()
+    pb.session.to_server.clear()
+    assert elapsed < 3.0
+    pb.server(wire.command_complete("SELECT 1"), wire.ready())
+    pb.to_client(wire.command_complete("SELECT 1"), wire.ready())
+    assert pb.session.in_flight == 1  # the Bind's BindComplete
+    pb.done()
+
+
+# -- properties ---------------------------------------------------------------------
+
+_TRANSACTIONS = [
+    # (client messages, server answer) pairs a real server would give.
+    (
+        [wire.parse("", "SELECT 1"), wire.bind(), wire.describe("P"), wire.execute(), wire.sync()],
+        [
+            wire.parse_complete(),
+            wire.bind_complete(),
+            wire.row_description(wire.int4_field()),
+            wire.data_row(b"1"),
+            wire.command_complete("SELECT 1"),
+            wire.ready(),
+        ],
+    ),
+    (
+        [wire.query("SELECT 1; SELECT 2")],
+        [
+            wire.row_description(wire.int4_field()),
+            wire.data_row(b"1"),
+            wire.command_complete("SELECT 1"),
+            wire.row_description(wire.int4_field()),
+            wire.data_row(b"2"),
+            wire.command_complete("SELECT 1"),
+            wire.ready(),
+        ],
+    ),
+    (
+        [wire.parse("", "SELECT 1/0"), wire.bind(), wire.execute(), wire.sync()],
+        [wire.parse_complete(), wire.bind_complete(), wire.error("22012", "x"), wire.ready()],
+    ),
+    (
+        [wire.query("COPY t TO STDOUT")],
+        [
+            wire.copy_response(b"H", 0, 0),
+            wire.copy_data(b"1\n"),
+            wire.copy_done(),
+            wire.command_complete("COPY 1"),
+            wire.ready(),
+        ],
+    ),
+    ([wire.function_call(1, [])], [wire.function_call_response(None), wire.ready()]),
+]
+_ASYNC_MESSAGES = [
+    wire.notification(1, "c", "p"),
+    wire.notice("n"),
+    wire.parameter_status("TimeZone", "UTC"),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, len(_TRANSACTIONS) - 1), min_size=1, max_size=8),
+    noise=st.lists(st.tuples(st.integers(0, 200), st.sampled_from(_ASYNC_MESSAGES)), max_size=6),
+    cut=st.integers(1, 64),
+    pipelined=st.booleans(),
+)
+def test_any_mix_of_transactions_and_async_messages_relays_exactly(
+    picks: list[int], noise: list[tuple[int, bytes]], cut: int, pipelined: bool
+) -> None:
+    pb = Playbook(Session(1), chunk=cut)
+    connect(pb)
+    answers = [list(_TRANSACTIONS[i][1]) for i in picks]
+    for where, extra in noise:
+        answer = answers[where % len(answers)]
+        answer.insert(where % (len(answer) + 1), extra)
+    if pipelined:
+        sent = [msg for i in picks for msg in _TRANSACTIONS[i][0]]
+        everything = [msg for answer in answers for msg in answer]
+        pb.client(*sent).to_server(*sent)
+        pb.server(*everything).to_client(*everything)
+    else:
+        for i, answer in zip(picks, answers, strict=True):
+            pb.client(*_TRANSACTIONS[i][0]).to_server(*_TRANSACTIONS[i][0])
+            pb.server(*answer).to_client(*answer)
+            assert pb.session.idle
+    assert pb.session.idle
     pb.done()
