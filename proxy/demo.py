@@ -195,7 +195,7 @@ def _run(console: Console, args: argparse.Namespace, cleanup: contextlib.ExitSta
     if not args.keep_running:
         console.print("\ndone; stopping pgseal and PostgreSQL and cleaning up.")
         return 0
-    _show_connect(console, where)
+    _show_connect(console, where, findings.search_example)
     status = proxy.wait()
     raise DemoError(f"pgseal exited unexpectedly with status {status}")
 
@@ -460,6 +460,8 @@ class _Findings:
     pairs: list[_Pair] = field(default_factory=list)
     keys: list[_Key] = field(default_factory=list)
     refusals: list[_Refusal] = field(default_factory=list)
+    #: (business id, a customer's email) for the psql search example.
+    search_example: tuple[int, str] | None = None
 
 
 async def _play(where: _Deployment, rounds: int) -> _Findings:
@@ -494,6 +496,8 @@ async def _play(where: _Deployment, rounds: int) -> _Findings:
                     row_id,
                 )
                 findings.pairs.append(_Pair(name, label, "" if seen is None else str(seen), raw))
+                if column == "email" and seen is not None:
+                    findings.search_example = (business_id, str(seen))
         await app.execute("RESET pgseal.tenant")
         rows = await direct.fetch(
             "SELECT key_id, tenant, kind, version, state, master_key_id,"
@@ -638,7 +642,8 @@ def _show(console: Console, findings: _Findings) -> None:
     )
 
 
-def _show_connect(console: Console, where: _Deployment) -> None:
+def _show_connect(console: Console, where: _Deployment, search: tuple[int, str] | None) -> None:
+    from rich.markup import escape
     from rich.panel import Panel
 
     from rules.config import mask_dsn
@@ -646,13 +651,21 @@ def _show_connect(console: Console, where: _Deployment) -> None:
     psql = _psql()
     lines = [
         "[bold]Through pgseal[/] (as the app; values decrypted):",
-        f'  {psql} "{mask_dsn(where.app_dsn)}"',
+        f'  {psql} "{escape(mask_dsn(where.app_dsn))}"',
         "    SELECT company_name, email, phone FROM customers;",
-        "    SELECT id, company_name FROM customers"
-        " WHERE email = 'omar.khan@riverside-dental.example';",
+    ]
+    if search is not None:
+        # A blind index is keyed per business: an equality search names it.
+        business_id, email = search
+        lines += [
+            f"    SET pgseal.tenant = '{business_id}';",
+            f"    SELECT id, company_name FROM customers WHERE business_id = {business_id}"
+            f" AND email = '{escape(email)}';",
+        ]
+    lines += [
         "",
         "[bold]Directly[/] (as an auditor; ciphertext only):",
-        f'  {psql} "{mask_dsn(where.direct_dsn)}"',
+        f'  {psql} "{escape(mask_dsn(where.direct_dsn))}"',
         "    SELECT company_name, email, email_bidx FROM customers;",
         "    SELECT tenant, kind, version, state FROM pgseal.keys;",
         "",

@@ -171,6 +171,18 @@ async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> N
             await conn.close()
         assert raw
         assert all(isinstance(r[0], bytes) and r[0][0] == 1 for r in raw)
+        # The example statements printed for psql through pgseal work as printed.
+        panel = seen[seen.index("Through pgseal") : seen.index("Directly")]
+        statements = re.findall(r"│ +((?:SELECT|SET) .*?;)", panel)
+        assert len(statements) == 3, panel
+        conn = await asyncpg.connect(through)
+        try:
+            for statement in statements[:-1]:
+                await conn.execute(statement)
+            found = await conn.fetch(statements[-1])
+        finally:
+            await conn.close()
+        assert [r["company_name"] for r in found] == ["Riverside Dental Care"]
         await stop(demo, signal.SIGINT)
     admin = await asyncpg.connect(pg_server.dsn())
     try:
