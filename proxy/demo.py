@@ -156,7 +156,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console.width = max(console.width, 150)
     if args.bcrypt_rounds < 4 or args.bcrypt_rounds > 31:
-        raise DemoError("--bcrypt-rounds must be between 4 and 31")
+        from proxy.cli import UsageError
+
+        raise UsageError("--bcrypt-rounds must be between 4 and 31")
     # The signal context is the outer one, so that it still holds while the
     # ExitStack stops pgseal and PostgreSQL.
     with _interrupt_on_sigterm() as shield, contextlib.ExitStack() as cleanup:

@@ -210,3 +210,17 @@ def test_demo_with_an_unreachable_upstream_fails_in_one_line() -> None:
     assert lines[0].startswith("pgseal: error: cannot connect to postgresql://nobody:***@")
     assert "pw" not in lines[0].split("***")[1]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_demo_refuses_a_bad_option_before_starting_anything() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "demo", "--bcrypt-rounds", "2"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "pgseal: error: --bcrypt-rounds must be between 4 and 31\n"
+    assert "PostgreSQL" not in result.stdout
