@@ -239,7 +239,7 @@ def _with_database(dsn: str, database: str) -> str:
 def _start_embedded(
     console: Console, cleanup: contextlib.ExitStack, where: _Deployment, directory: str | None
 ) -> None:
-    from proxy.embedded import EmbeddedPostgres
+    from proxy.embedded import EmbeddedPostgres, free_port
 
     if directory is not None:
         base = Path(directory).resolve()
@@ -251,7 +251,16 @@ def _start_embedded(
     # Registered before start() so that Ctrl-C during startup still stops it.
     cleanup.callback(cluster.stop if directory is not None else cluster.destroy)
     with console.status(f"starting PostgreSQL {cluster.binaries.version} ..."):
-        cluster.start()
+        for attempt in range(3):
+            try:
+                cluster.start()
+                break
+            except RuntimeError as exc:
+                # The free port it was given can be taken by another program
+                # before PostgreSQL binds it; then try another one.
+                if "already in use" not in str(exc) or attempt == 2:
+                    raise DemoError(f"PostgreSQL did not start: {exc}") from None
+                cluster.port = free_port()
     where.admin_dsn = cluster.dsn()
     where.direct_dsn = _with_database(where.admin_dsn, _EMBEDDED_DATABASE)
     where.data_dir = base

@@ -95,12 +95,17 @@ def test_demo_shows_both_views_refusals_and_keys() -> None:
     assert not Path(match.group(1)).exists()
 
 
-async def read_until(stream: asyncio.StreamReader, marker: str) -> str:
+async def read_until(demo: asyncio.subprocess.Process, marker: str) -> str:
+    """The demo's output up to the line holding ``marker``; its stderr if it exits first."""
+    assert demo.stdout is not None
+    assert demo.stderr is not None
     seen = ""
     async with asyncio.timeout(90):
         while marker not in seen:
-            line = (await stream.readline()).decode()
-            assert line, f"the demo exited early: {seen}"
+            line = (await demo.stdout.readline()).decode()
+            if not line:
+                errors = (await demo.stderr.read()).decode()
+                raise AssertionError(f"the demo exited early: {seen}\nstderr: {errors}")
             seen += line
     return seen
 
@@ -114,8 +119,7 @@ async def running_demo(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Pro
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        assert demo.stdout is not None
-        yield demo, await read_until(demo.stdout, "Press Ctrl-C")
+        yield demo, await read_until(demo, "Press Ctrl-C")
     finally:
         if demo.returncode is None:
             demo.kill()

@@ -1,4 +1,9 @@
-"""Runs last in tests/app: pgseal's log of the whole app suite holds none of its plaintext.
+"""Runs last in tests/app: after the whole app suite, no plaintext it sent is on disk or in
+pgseal's log.
+
+The ``db`` fixture scans after each test for that test's values; here every value
+of the session is hunted in every configured column of every row left by all of
+them (values a later test wrote next to an earlier test's data included).
 
 The tests' pgseal runs at log level debug (tests/conftest.py), the most it ever
 says. Values shorter than 8 characters are not hunted (they are words such as
@@ -9,7 +14,14 @@ tests/test_zz_secrets.py for every pgseal of the run.
 from __future__ import annotations
 
 from tests.app.conftest import AppDatabase
-from tests.app.plaintexts import MIN_SUBSTRING, written_plaintexts
+from tests.app.plaintexts import MIN_SUBSTRING, scan_for_plaintext, written_plaintexts
+
+
+async def test_no_plaintext_of_the_whole_suite_on_disk(app_database: AppDatabase) -> None:
+    values = written_plaintexts()
+    assert len(values) > 100, "the app suite sent too little to check"
+    leaks = await scan_for_plaintext(app_database.direct_dsn, values)
+    assert not leaks, f"{len(leaks)} plaintext cells, first in {leaks[0].table}"
 
 
 def test_pgseal_logged_no_plaintext_the_app_sent(app_database: AppDatabase) -> None:
