@@ -187,8 +187,17 @@ def _run(console: Console, args: argparse.Namespace, cleanup: contextlib.ExitSta
     _step(console, "generated a master key (kept in memory only; never printed or stored)")
     asyncio.run(_prepare_database(where.direct_dsn))
     _step(console, "created the key store (schema pgseal) and the app's tables")
-    proxy_port = _pick_port(_PREFERRED_PROXY_PORT)
-    proxy = _start_proxy(cleanup, where, proxy_port, master_key)
+    preferred = _PREFERRED_PROXY_PORT
+    for attempt in range(3):
+        proxy_port = _pick_port(preferred)
+        try:
+            proxy = _start_proxy(cleanup, where, proxy_port, master_key)
+            break
+        except DemoError as exc:
+            # The port was free a moment ago; another program may have taken it.
+            if "already in use" not in str(exc) or attempt == 2:
+                raise
+            preferred = 0
     _step(console, f"started pgseal on 127.0.0.1:{proxy_port} in front of the database")
     with console.status("the app runs its story for three businesses through pgseal ..."):
         findings = asyncio.run(_play(where, args.bcrypt_rounds))
@@ -338,6 +347,7 @@ async def _prepare_database(direct_dsn: str) -> None:
 
 
 def _pick_port(preferred: int) -> int:
+    """``preferred`` if nothing listens on it, else a free port (0: any free port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
