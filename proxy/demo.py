@@ -156,7 +156,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console.width = max(console.width, 150)
     if args.bcrypt_rounds < 4 or args.bcrypt_rounds > 31:
-        raise DemoError("--bcrypt-rounds must be between 4 and 31")
+        from proxy.cli import UsageError
+
+        raise UsageError("--bcrypt-rounds must be between 4 and 31")
     # The signal context is the outer one, so that it still holds while the
     # ExitStack stops pgseal and PostgreSQL.
     with _interrupt_on_sigterm() as shield, contextlib.ExitStack() as cleanup:
@@ -185,8 +187,17 @@ def _run(console: Console, args: argparse.Namespace, cleanup: contextlib.ExitSta
     _step(console, "generated a master key (kept in memory only; never printed or stored)")
     asyncio.run(_prepare_database(where.direct_dsn))
     _step(console, "created the key store (schema pgseal) and the app's tables")
-    proxy_port = _pick_port(_PREFERRED_PROXY_PORT)
-    proxy = _start_proxy(cleanup, where, proxy_port, master_key)
+    preferred = _PREFERRED_PROXY_PORT
+    for attempt in range(3):
+        proxy_port = _pick_port(preferred)
+        try:
+            proxy = _start_proxy(cleanup, where, proxy_port, master_key)
+            break
+        except DemoError as exc:
+            # The port was free a moment ago; another program may have taken it.
+            if "already in use" not in str(exc) or attempt == 2:
+                raise
+            preferred = 0
     _step(console, f"started pgseal on 127.0.0.1:{proxy_port} in front of the database")
     with console.status("the app runs its story for three businesses through pgseal ..."):
         findings = asyncio.run(_play(where, args.bcrypt_rounds))
@@ -195,7 +206,7 @@ def _run(console: Console, args: argparse.Namespace, cleanup: contextlib.ExitSta
     if not args.keep_running:
         console.print("\ndone; stopping pgseal and PostgreSQL and cleaning up.")
         return 0
-    _show_connect(console, where)
+    _show_connect(console, where, findings.search_example)
     status = proxy.wait()
     raise DemoError(f"pgseal exited unexpectedly with status {status}")
 
@@ -237,7 +248,7 @@ def _with_database(dsn: str, database: str) -> str:
 def _start_embedded(
     console: Console, cleanup: contextlib.ExitStack, where: _Deployment, directory: str | None
 ) -> None:
-    from proxy.embedded import EmbeddedPostgres
+    from proxy.embedded import EmbeddedPostgres, free_port
 
     if directory is not None:
         base = Path(directory).resolve()
@@ -249,7 +260,16 @@ def _start_embedded(
     # Registered before start() so that Ctrl-C during startup still stops it.
     cleanup.callback(cluster.stop if directory is not None else cluster.destroy)
     with console.status(f"starting PostgreSQL {cluster.binaries.version} ..."):
-        cluster.start()
+        for attempt in range(3):
+            try:
+                cluster.start()
+                break
+            except RuntimeError as exc:
+                # The free port it was given can be taken by another program
+                # before PostgreSQL binds it; then try another one.
+                if "already in use" not in str(exc) or attempt == 2:
+                    raise DemoError(f"PostgreSQL did not start: {exc}") from None
+                cluster.port = free_port()
     where.admin_dsn = cluster.dsn()
     where.direct_dsn = _with_database(where.admin_dsn, _EMBEDDED_DATABASE)
     where.data_dir = base
@@ -327,6 +347,7 @@ async def _prepare_database(direct_dsn: str) -> None:
 
 
 def _pick_port(preferred: int) -> int:
+    """``preferred`` if nothing listens on it, else a free port (0: any free port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
@@ -460,6 +481,8 @@ class _Findings:
     pairs: list[_Pair] = field(default_factory=list)
     keys: list[_Key] = field(default_factory=list)
     refusals: list[_Refusal] = field(default_factory=list)
+    #: (business id, a customer's email) for the psql search example.
+    search_example: tuple[int, str] | None = None
 
 
 async def _play(where: _Deployment, rounds: int) -> _Findings:
@@ -494,6 +517,8 @@ async def _play(where: _Deployment, rounds: int) -> _Findings:
                     row_id,
                 )
                 findings.pairs.append(_Pair(name, label, "" if seen is None else str(seen), raw))
+                if column == "email" and seen is not None:
+                    findings.search_example = (business_id, str(seen))
         await app.execute("RESET pgseal.tenant")
         rows = await direct.fetch(
             "SELECT key_id, tenant, kind, version, state, master_key_id,"
@@ -638,7 +663,8 @@ def _show(console: Console, findings: _Findings) -> None:
     )
 
 
-def _show_connect(console: Console, where: _Deployment) -> None:
+def _show_connect(console: Console, where: _Deployment, search: tuple[int, str] | None) -> None:
+    from rich.markup import escape
     from rich.panel import Panel
 
     from rules.config import mask_dsn
@@ -646,13 +672,21 @@ def _show_connect(console: Console, where: _Deployment) -> None:
     psql = _psql()
     lines = [
         "[bold]Through pgseal[/] (as the app; values decrypted):",
-        f'  {psql} "{mask_dsn(where.app_dsn)}"',
+        f'  {psql} "{escape(mask_dsn(where.app_dsn))}"',
         "    SELECT company_name, email, phone FROM customers;",
-        "    SELECT id, company_name FROM customers"
-        " WHERE email = 'omar.khan@riverside-dental.example';",
+    ]
+    if search is not None:
+        # A blind index is keyed per business: an equality search names it.
+        business_id, email = search
+        lines += [
+            f"    SET pgseal.tenant = '{business_id}';",
+            f"    SELECT id, company_name FROM customers WHERE business_id = {business_id}"
+            f" AND email = '{escape(email)}';",
+        ]
+    lines += [
         "",
         "[bold]Directly[/] (as an auditor; ciphertext only):",
-        f'  {psql} "{mask_dsn(where.direct_dsn)}"',
+        f'  {psql} "{escape(mask_dsn(where.direct_dsn))}"',
         "    SELECT company_name, email, email_bidx FROM customers;",
         "    SELECT tenant, kind, version, state FROM pgseal.keys;",
         "",

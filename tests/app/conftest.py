@@ -32,7 +32,14 @@ from app.access import Actor, Role
 from app.accounts import create_business, create_user
 from app.contacts import Contact, ContactDetails, ContactKind, add_contact
 from app.schema import EncryptedStorage, migrate
-from tests.app.plaintexts import RULES_PATH, SESSION_LEDGER, PlaintextLedger, scan_for_plaintext
+from tests.app.plaintexts import (
+    RULES_PATH,
+    SESSION_LEDGER,
+    PlaintextLedger,
+    assert_nothing_leaked,
+    scan_for_plaintext,
+    written_plaintexts,
+)
 from tests.conftest import PgServer
 from tests.pgseal_process import REPO_ROOT, start_pgseal
 
@@ -84,11 +91,14 @@ async def pgseal_app(
         {"PGSEAL_APP_MK": base64.b64encode(os.urandom(32)).decode()},
     )
     user = urlsplit(direct).username or "postgres"
+    database = AppDatabase(
+        proxy.dsn(user=user, database=name), direct, through_pgseal=True,
+        pgseal_log=proxy.log_path,
+    )  # fmt: skip
     try:
-        yield AppDatabase(
-            proxy.dsn(user=user, database=name), direct, through_pgseal=True,
-            pgseal_log=proxy.log_path,
-        )  # fmt: skip
+        yield database
+        # Every value the package's tests sent: not on disk, not in pgseal's log.
+        await assert_nothing_leaked(direct, written_plaintexts(), proxy.log_path)
     finally:
         await asyncio.to_thread(proxy.stop)
         admin = await asyncpg.connect(pg_server.dsn())

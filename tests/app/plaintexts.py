@@ -17,6 +17,7 @@ it finds everything, which is how its own test proves it can fail.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,6 +34,7 @@ __all__ = [
     "SESSION_LEDGER",
     "Leak",
     "PlaintextLedger",
+    "assert_nothing_leaked",
     "encrypted_columns",
     "scan_for_plaintext",
     "written_plaintexts",
@@ -132,3 +134,20 @@ async def scan_for_plaintext(
     finally:
         await conn.close()
     return leaks
+
+
+async def assert_nothing_leaked(direct_dsn: str, values: Iterable[str], log_path: Path) -> None:
+    """After a whole run: none of ``values`` in any configured cell, nor in pgseal's log.
+
+    The per-test scan looks for one test's values; this one hunts every value of
+    the run in every row left by all tests, and in the log pgseal wrote meanwhile
+    (at debug level in the tests, the most it says). Log needles shorter than
+    ``MIN_SUBSTRING`` are skipped: words such as "card" may be in a log for other
+    reasons.
+    """
+    values = set(values)
+    leaks = await scan_for_plaintext(direct_dsn, values)
+    assert not leaks, f"{len(leaks)} plaintext cells on disk, first in {leaks[0].table}"
+    log = await asyncio.to_thread(log_path.read_text, errors="replace")
+    leaked = sorted(v for v in values if len(v) >= MIN_SUBSTRING and v in log)
+    assert not leaked, f"{len(leaked)} plaintext values in pgseal's log {log_path}"

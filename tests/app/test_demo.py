@@ -95,12 +95,17 @@ def test_demo_shows_both_views_refusals_and_keys() -> None:
     assert not Path(match.group(1)).exists()
 
 
-async def read_until(stream: asyncio.StreamReader, marker: str) -> str:
+async def read_until(demo: asyncio.subprocess.Process, marker: str) -> str:
+    """The demo's output up to the line holding ``marker``; its stderr if it exits first."""
+    assert demo.stdout is not None
+    assert demo.stderr is not None
     seen = ""
     async with asyncio.timeout(90):
         while marker not in seen:
-            line = (await stream.readline()).decode()
-            assert line, f"the demo exited early: {seen}"
+            line = (await demo.stdout.readline()).decode()
+            if not line:
+                errors = (await demo.stderr.read()).decode()
+                raise AssertionError(f"the demo exited early: {seen}\nstderr: {errors}")
             seen += line
     return seen
 
@@ -114,8 +119,7 @@ async def running_demo(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Pro
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        assert demo.stdout is not None
-        yield demo, await read_until(demo.stdout, "Press Ctrl-C")
+        yield demo, await read_until(demo, "Press Ctrl-C")
     finally:
         if demo.returncode is None:
             demo.kill()
@@ -171,6 +175,18 @@ async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> N
             await conn.close()
         assert raw
         assert all(isinstance(r[0], bytes) and r[0][0] == 1 for r in raw)
+        # The example statements printed for psql through pgseal work as printed.
+        panel = seen[seen.index("Through pgseal") : seen.index("Directly")]
+        statements = re.findall(r"│ +((?:SELECT|SET) .*?;)", panel)
+        assert len(statements) == 3, panel
+        conn = await asyncpg.connect(through)
+        try:
+            for statement in statements[:-1]:
+                await conn.execute(statement)
+            found = await conn.fetch(statements[-1])
+        finally:
+            await conn.close()
+        assert [r["company_name"] for r in found] == ["Riverside Dental Care"]
         await stop(demo, signal.SIGINT)
     admin = await asyncpg.connect(pg_server.dsn())
     try:
@@ -198,3 +214,17 @@ def test_demo_with_an_unreachable_upstream_fails_in_one_line() -> None:
     assert lines[0].startswith("pgseal: error: cannot connect to postgresql://nobody:***@")
     assert "pw" not in lines[0].split("***")[1]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_demo_refuses_a_bad_option_before_starting_anything() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "demo", "--bcrypt-rounds", "2"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "pgseal: error: --bcrypt-rounds must be between 4 and 31\n"
+    assert "PostgreSQL" not in result.stdout

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
+import pytest
 
 from app.bookkeeping import log_mileage
 from app.contacts import Contact, ContactKind, add_contact
 from app.schema import EncryptedStorage, migrate
-from tests.app.conftest import ACME, Team, make_team
+from tests.app.conftest import ACME, AppDatabase, Team, make_team
 from tests.app.plaintexts import (
     SESSION_LEDGER,
     PlaintextLedger,
+    assert_nothing_leaked,
     scan_for_plaintext,
     written_plaintexts,
 )
@@ -78,3 +81,16 @@ async def test_scan_on_bytea_columns(fresh_db: str) -> None:
         ("company_name", 2, "secret-company-name"),
         ("phone", 3, "0123"),  # exact match; "012" is too short to hunt as a substring
     ]
+
+
+async def test_the_end_of_run_check_catches_a_value_in_the_log(
+    db: asyncpg.Pool[asyncpg.Record], app_database: AppDatabase, tmp_path: Path
+) -> None:
+    """What ``pgseal_app`` asserts after the package, shown to fail on a leaky log."""
+    clean = tmp_path / "clean.log"
+    clean.write_text("INFO pgseal.server: column encryption on\n")
+    await assert_nothing_leaked(app_database.direct_dsn, {"1 Canyon Road", "card"}, clean)
+    leaky = tmp_path / "leaky.log"
+    leaky.write_text("DEBUG bind param=Wile E. Coyote\n")
+    with pytest.raises(AssertionError, match="1 plaintext values in pgseal's log"):
+        await assert_nothing_leaked(app_database.direct_dsn, {"Wile E. Coyote", "card"}, leaky)
