@@ -27,12 +27,21 @@ import asyncio
 import json
 import sys
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from proxy.cli_keys import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, CommandError, _mask, _print, _ring
+from proxy.cli_keys import (
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_OK,
+    CommandError,
+    _mask,
+    _print,
+    _ring,
+    command_handler,
+    set_handler,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -148,40 +157,6 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
 
     with bar:
         yield update
-
-
-def _run(name: str, body: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    """Every failure is one line and a status code (like ``pgseal keys``)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        import asyncpg
-
-        from crypto.errors import CryptoError
-        from proxy.migrate import JobError
-        from rules.config import ConfigError
-
-        prefix = f"pgseal {name}: error:"
-        try:
-            return body(args)
-        except ConfigError as exc:
-            _print(f"pgseal {name}: {exc}", sys.stderr)
-            return EXIT_CONFIG
-        except (CommandError, CryptoError, JobError) as exc:
-            _print(f"{prefix} {exc}", sys.stderr)
-        except asyncpg.PostgresError as exc:
-            _print(f"{prefix} database error {exc.sqlstate}: {exc}", sys.stderr)
-        except (OSError, asyncpg.InterfaceError) as exc:
-            _print(f"{prefix} {exc}", sys.stderr)
-        except KeyboardInterrupt:
-            _print(f"pgseal {name}: interrupted; run it again to resume", sys.stderr)
-            return 130
-        except Exception as exc:  # a bug: still one line, unless --debug
-            _print(f"{prefix} unexpected {type(exc).__name__}: {exc}", sys.stderr)
-        if getattr(args, "debug", False):
-            traceback.print_exc()
-        return EXIT_ERROR
-
-    return handler
 
 
 def _table(headers: list[str], rows: list[list[str]], title: str | None = None) -> None:
@@ -512,8 +487,16 @@ def _batch_options(parser: argparse.ArgumentParser) -> None:
 def _set(
     parser: argparse.ArgumentParser, name: str, body: Callable[[argparse.Namespace], int]
 ) -> None:
-    handler = _run(name, body)
-    parser.set_defaults(func=handler, handler=handler)
+    handler = command_handler(
+        name, body, errors=_job_errors, interrupted="interrupted; run it again to resume"
+    )
+    set_handler(parser, handler)
+
+
+def _job_errors() -> tuple[type[Exception], ...]:
+    from proxy.migrate import JobError
+
+    return (JobError,)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

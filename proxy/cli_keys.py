@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from crypto.master import MasterKeyRing
     from crypto.store import KeyStore
 
-__all__ = ["register"]
+__all__ = ["CommandError", "command_handler", "register", "set_handler"]
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK = 0
@@ -112,35 +112,45 @@ async def _with_store(dsn: str, work: Callable[[KeyStore], Awaitable[int]]) -> i
         await con.close()
 
 
-def _run(name: str, body: Callable[[argparse.Namespace], int]) -> Handler:
-    """Wrap a command body so every failure is one line and a status code."""
+def command_handler(
+    command: str,
+    body: Callable[[argparse.Namespace], int],
+    *,
+    errors: Callable[[], tuple[type[Exception], ...]] = tuple,
+    interrupted: str = "interrupted",
+) -> Handler:
+    """Wrap a command body so every failure is one line and a status code.
+
+    The one wrapper of every command in this module and in ``proxy.cli_dba``
+    (``command`` is the full name after ``pgseal``, e.g. ``"keys list"``):
+    a bad config file exits 2 with its line-numbered message; a failure the
+    user can fix (``CommandError``, ``CryptoError``, those ``errors()`` returns:
+    a function, so that a command's heavy modules load only when it runs), a
+    database or network error exits 1 with ``pgseal <command>: error: ...``;
+    anything else is a bug, still one line, with the traceback under ``--debug``.
+    """
 
     def handler(args: argparse.Namespace) -> int:
         import asyncpg
 
         from crypto.errors import CryptoError
+        from rules.config import ConfigError
 
-        try:
-            from rules.config import ConfigError
-        except ImportError:  # pragma: no cover
-
-            class ConfigError(Exception):  # type: ignore[no-redef]
-                pass
-
-        prefix = f"pgseal keys {name}: error:"
+        prefix = f"pgseal {command}: error:"
+        user_errors: tuple[type[Exception], ...] = (CommandError, CryptoError, *errors())
         try:
             return body(args)
         except ConfigError as exc:
-            _print(f"pgseal keys {name}: {exc}", sys.stderr)
+            _print(f"pgseal {command}: {exc}", sys.stderr)
             return EXIT_CONFIG
-        except (CommandError, CryptoError) as exc:
+        except user_errors as exc:
             _print(f"{prefix} {exc}", sys.stderr)
         except asyncpg.PostgresError as exc:
             _print(f"{prefix} database error {exc.sqlstate}: {exc}", sys.stderr)
         except (OSError, asyncpg.InterfaceError) as exc:
             _print(f"{prefix} {exc}", sys.stderr)
         except KeyboardInterrupt:
-            _print(f"pgseal keys {name}: interrupted", sys.stderr)
+            _print(f"pgseal {command}: {interrupted}", sys.stderr)
             return 130
         except Exception as exc:  # a bug: still one line, unless --debug
             _print(f"{prefix} unexpected {type(exc).__name__}: {exc}", sys.stderr)
@@ -149,6 +159,12 @@ def _run(name: str, body: Callable[[argparse.Namespace], int]) -> Handler:
         return EXIT_ERROR
 
     return handler
+
+
+def set_handler(parser: argparse.ArgumentParser, handler: Handler) -> None:
+    """Make ``handler`` the parser's command (``func`` and ``handler``: both
+    spellings of the dispatch convention, see ``proxy.cli``)."""
+    parser.set_defaults(func=handler, handler=handler)
 
 
 # -- commands ------------------------------------------------------------------
@@ -362,9 +378,7 @@ def _dry_run(parser: argparse.ArgumentParser) -> None:
 def _set(
     parser: argparse.ArgumentParser, name: str, body: Callable[[argparse.Namespace], int]
 ) -> None:
-    handler = _run(name, body)
-    # ``func`` and ``handler``: both spellings of the dispatch convention.
-    parser.set_defaults(func=handler, handler=handler)
+    set_handler(parser, command_handler(f"keys {name}", body))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
