@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from crypto.field import FieldCrypto
-    from proxy.audit import AuditReport
+    from proxy.audit import AuditReport, KeyVersionUsage
     from proxy.migrate import Job, TableResult
     from rules.config import Config
 
@@ -337,15 +337,15 @@ async def _old_key_ids(con: asyncpg.Connection[Any]) -> frozenset[int]:
 
 async def _print_key_usage(con: asyncpg.Connection[Any], config: Config) -> None:
     """Values per data-key version after a re-encryption (an old version at 0 can go)."""
-    from proxy.audit import audit
+    from proxy.audit import key_version_usage
 
-    _print_key_versions(await audit(con, config.rules))
+    _print_key_versions(await key_version_usage(con, config.rules))
 
 
-def _print_key_versions(report: AuditReport) -> None:
+def _print_key_versions(usage: list[KeyVersionUsage]) -> None:
     _table(
         ["tenant", "version", "state", "values"],
-        [[k.tenant, str(k.version), k.state, str(k.envelopes)] for k in report.key_versions],
+        [[k.tenant, str(k.version), k.state, str(k.envelopes)] for k in usage],
         title="values per data-key version",
     )
 
@@ -420,7 +420,7 @@ def _print_audit(report: AuditReport) -> None:
         for k, n in c.by_tenant.items():
             tenants[k] = tenants.get(k, 0) + n
     if report.key_versions:
-        _print_key_versions(report)
+        _print_key_versions(report.key_versions)
     if tenants:
         _print(
             "envelopes per row tenant: "
