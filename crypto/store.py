@@ -389,6 +389,42 @@ class KeyStore:
                 await self._notify(con, notify_payload("shred", tenant, destroyed))
             return ShredResult(tenant, destroyed, int(earlier[0]["n"]) - len(destroyed))
 
+    async def destroy_version(self, tenant: str, version: int) -> ShredResult:
+        """Destroy one retired data-key version of ``tenant`` (``pgseal keys destroy``).
+
+        The end of a rotation: once ``pgseal reencrypt`` has moved every value to
+        the current version, the old one is only a liability. The active version
+        is refused (rotate first). The notice is a one-key shred, so every process
+        drops the tenant's cached keys and remembers this id as destroyed.
+        """
+        async with self._connection() as con, con.transaction():
+            await self._lock_tenant(con, tenant)
+            rows = await self._fetch(
+                con,
+                "SELECT key_id, state FROM pgseal.keys"
+                " WHERE tenant = $1 AND kind = 'data' AND version = $2",
+                tenant,
+                version,
+            )
+            if not rows:
+                raise KeyStoreError(f"tenant {tenant!r} has no data key version {version}")
+            key_id, state = rows[0]["key_id"], rows[0]["state"]
+            if state == "active":
+                raise KeyStoreError(
+                    f"version {version} is tenant {tenant!r}'s active data key; "
+                    "run 'pgseal keys rotate' and 'pgseal reencrypt' first"
+                )
+            if state == "destroyed":
+                return ShredResult(tenant, (), 1)
+            await self._execute(
+                con,
+                "UPDATE pgseal.keys SET state = 'destroyed', wrapped_key = NULL,"
+                " destroyed_at = now() WHERE key_id = $1",
+                key_id,
+            )
+            await self._notify(con, notify_payload("shred", tenant, [key_id]))
+            return ShredResult(tenant, (key_id,), 0)
+
     async def tenants(self) -> list[str]:
         """Tenants that have an active data key."""
         async with self._connection() as con:

@@ -27,18 +27,27 @@ import asyncio
 import json
 import sys
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from proxy.cli_keys import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, CommandError, _mask, _print, _ring
+from proxy.cli_keys import (
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_OK,
+    CommandError,
+    _mask,
+    _print,
+    _ring,
+    command_handler,
+    set_handler,
+)
 
 if TYPE_CHECKING:
     import asyncpg
 
     from crypto.field import FieldCrypto
-    from proxy.audit import AuditReport
+    from proxy.audit import AuditReport, KeyVersionUsage
     from proxy.migrate import Job, TableResult
     from rules.config import Config
 
@@ -148,40 +157,6 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
 
     with bar:
         yield update
-
-
-def _run(name: str, body: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    """Every failure is one line and a status code (like ``pgseal keys``)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        import asyncpg
-
-        from crypto.errors import CryptoError
-        from proxy.migrate import JobError
-        from rules.config import ConfigError
-
-        prefix = f"pgseal {name}: error:"
-        try:
-            return body(args)
-        except ConfigError as exc:
-            _print(f"pgseal {name}: {exc}", sys.stderr)
-            return EXIT_CONFIG
-        except (CommandError, CryptoError, JobError) as exc:
-            _print(f"{prefix} {exc}", sys.stderr)
-        except asyncpg.PostgresError as exc:
-            _print(f"{prefix} database error {exc.sqlstate}: {exc}", sys.stderr)
-        except (OSError, asyncpg.InterfaceError) as exc:
-            _print(f"{prefix} {exc}", sys.stderr)
-        except KeyboardInterrupt:
-            _print(f"pgseal {name}: interrupted; run it again to resume", sys.stderr)
-            return 130
-        except Exception as exc:  # a bug: still one line, unless --debug
-            _print(f"{prefix} unexpected {type(exc).__name__}: {exc}", sys.stderr)
-        if getattr(args, "debug", False):
-            traceback.print_exc()
-        return EXIT_ERROR
-
-    return handler
 
 
 def _table(headers: list[str], rows: list[list[str]], title: str | None = None) -> None:
@@ -362,15 +337,15 @@ async def _old_key_ids(con: asyncpg.Connection[Any]) -> frozenset[int]:
 
 async def _print_key_usage(con: asyncpg.Connection[Any], config: Config) -> None:
     """Values per data-key version after a re-encryption (an old version at 0 can go)."""
-    from proxy.audit import audit
+    from proxy.audit import key_version_usage
 
-    _print_key_versions(await audit(con, config.rules))
+    _print_key_versions(await key_version_usage(con, config.rules))
 
 
-def _print_key_versions(report: AuditReport) -> None:
+def _print_key_versions(usage: list[KeyVersionUsage]) -> None:
     _table(
         ["tenant", "version", "state", "values"],
-        [[k.tenant, str(k.version), k.state, str(k.envelopes)] for k in report.key_versions],
+        [[k.tenant, str(k.version), k.state, str(k.envelopes)] for k in usage],
         title="values per data-key version",
     )
 
@@ -445,7 +420,7 @@ def _print_audit(report: AuditReport) -> None:
         for k, n in c.by_tenant.items():
             tenants[k] = tenants.get(k, 0) + n
     if report.key_versions:
-        _print_key_versions(report)
+        _print_key_versions(report.key_versions)
     if tenants:
         _print(
             "envelopes per row tenant: "
@@ -512,8 +487,16 @@ def _batch_options(parser: argparse.ArgumentParser) -> None:
 def _set(
     parser: argparse.ArgumentParser, name: str, body: Callable[[argparse.Namespace], int]
 ) -> None:
-    handler = _run(name, body)
-    parser.set_defaults(func=handler, handler=handler)
+    handler = command_handler(
+        name, body, errors=_job_errors, interrupted="interrupted; run it again to resume"
+    )
+    set_handler(parser, handler)
+
+
+def _job_errors() -> tuple[type[Exception], ...]:
+    from proxy.migrate import JobError
+
+    return (JobError,)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,7 +7,8 @@
     pgseal keys rotate-master  --to ID  [--batch-size N] [--master-key SPEC ...] [--dry-run]
     pgseal keys rotate         (--tenant T | --all) [--master-key SPEC ...] [--dry-run]
     pgseal keys shred          --tenant T [--yes] [--no-vacuum] [--dry-run]
-    pgseal keys list           [--tenant T]
+    pgseal keys list           [--tenant T] [--config PATH]
+    pgseal keys destroy        --tenant T --version V [--force] [--no-vacuum] [--dry-run]
 
 Every subcommand that talks to the database takes ``--dsn`` (pgseal's service
 DSN) and/or ``--config PATH`` (``service_dsn`` and ``master_key`` are read from
@@ -32,10 +33,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from crypto.master import MasterKeyRing
-    from crypto.store import KeyStore
+    import asyncpg
 
-__all__ = ["register"]
+    from crypto.master import MasterKeyRing
+    from crypto.store import KeyInfo, KeyStore
+    from proxy.audit import KeyVersionUsage
+
+__all__ = ["CommandError", "command_handler", "register", "set_handler"]
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_OK = 0
@@ -97,50 +101,67 @@ def _ring(args: argparse.Namespace) -> MasterKeyRing:
     return load_master_keys(specs)
 
 
-async def _with_store(dsn: str, work: Callable[[KeyStore], Awaitable[int]]) -> int:
+async def _with_connection(
+    dsn: str, work: Callable[[asyncpg.Connection[Any]], Awaitable[int]]
+) -> int:
+    """Run ``work`` on one direct connection, closed whatever happens."""
     import asyncpg
-
-    from crypto.store import KeyStore
 
     try:
         con = await asyncpg.connect(dsn)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise CommandError(f"cannot connect to {_mask(dsn)}: {exc}") from None
     try:
-        return await work(KeyStore(con))
+        return await work(con)
     finally:
         await con.close()
 
 
-def _run(name: str, body: Callable[[argparse.Namespace], int]) -> Handler:
-    """Wrap a command body so every failure is one line and a status code."""
+async def _with_store(dsn: str, work: Callable[[KeyStore], Awaitable[int]]) -> int:
+    from crypto.store import KeyStore
+
+    return await _with_connection(dsn, lambda con: work(KeyStore(con)))
+
+
+def command_handler(
+    command: str,
+    body: Callable[[argparse.Namespace], int],
+    *,
+    errors: Callable[[], tuple[type[Exception], ...]] = tuple,
+    interrupted: str = "interrupted",
+) -> Handler:
+    """Wrap a command body so every failure is one line and a status code.
+
+    The one wrapper of every command in this module and in ``proxy.cli_dba``
+    (``command`` is the full name after ``pgseal``, e.g. ``"keys list"``):
+    a bad config file exits 2 with its line-numbered message; a failure the
+    user can fix (``CommandError``, ``CryptoError``, those ``errors()`` returns:
+    a function, so that a command's heavy modules load only when it runs), a
+    database or network error exits 1 with ``pgseal <command>: error: ...``;
+    anything else is a bug, still one line, with the traceback under ``--debug``.
+    """
 
     def handler(args: argparse.Namespace) -> int:
         import asyncpg
 
         from crypto.errors import CryptoError
+        from rules.config import ConfigError
 
-        try:
-            from rules.config import ConfigError
-        except ImportError:  # pragma: no cover
-
-            class ConfigError(Exception):  # type: ignore[no-redef]
-                pass
-
-        prefix = f"pgseal keys {name}: error:"
+        prefix = f"pgseal {command}: error:"
+        user_errors: tuple[type[Exception], ...] = (CommandError, CryptoError, *errors())
         try:
             return body(args)
         except ConfigError as exc:
-            _print(f"pgseal keys {name}: {exc}", sys.stderr)
+            _print(f"pgseal {command}: {exc}", sys.stderr)
             return EXIT_CONFIG
-        except (CommandError, CryptoError) as exc:
+        except user_errors as exc:
             _print(f"{prefix} {exc}", sys.stderr)
         except asyncpg.PostgresError as exc:
             _print(f"{prefix} database error {exc.sqlstate}: {exc}", sys.stderr)
         except (OSError, asyncpg.InterfaceError) as exc:
             _print(f"{prefix} {exc}", sys.stderr)
         except KeyboardInterrupt:
-            _print(f"pgseal keys {name}: interrupted", sys.stderr)
+            _print(f"pgseal {command}: {interrupted}", sys.stderr)
             return 130
         except Exception as exc:  # a bug: still one line, unless --debug
             _print(f"{prefix} unexpected {type(exc).__name__}: {exc}", sys.stderr)
@@ -149,6 +170,12 @@ def _run(name: str, body: Callable[[argparse.Namespace], int]) -> Handler:
         return EXIT_ERROR
 
     return handler
+
+
+def set_handler(parser: argparse.ArgumentParser, handler: Handler) -> None:
+    """Make ``handler`` the parser's command (``func`` and ``handler``: both
+    spellings of the dispatch convention, see ``proxy.cli``)."""
+    parser.set_defaults(func=handler, handler=handler)
 
 
 # -- commands ------------------------------------------------------------------
@@ -307,17 +334,23 @@ def _shred(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from crypto.rotation import list_keys
+    from crypto.store import KeyStore
 
-    dsn = _dsn(args)
+    dsn, config = _dsn(args), _config(args)
 
-    async def work(store: KeyStore) -> int:
-        keys = await list_keys(store, args.tenant)
+    async def work(con: asyncpg.Connection[Any]) -> int:
+        keys = await list_keys(KeyStore(con), args.tenant)
         if not keys:
             _print("no keys" + (f" for tenant {args.tenant!r}" if args.tenant else ""))
             return EXIT_OK
-        rows = [("TENANT", "KIND", "VERSION", "STATE", "KEY ID", "MASTER KEY", "CREATED")]
-        rows += [
-            (
+        usage = None if config is None else await _usage(con, config)
+        rows: list[tuple[str, ...]] = [
+            ("TENANT", "KIND", "VERSION", "STATE", "KEY ID", "MASTER KEY", "CREATED")
+        ]
+        if usage is not None:
+            rows[0] += ("VALUES",)
+        for k in keys:
+            row: tuple[str, ...] = (
                 k.tenant,
                 k.kind,
                 str(k.version),
@@ -326,14 +359,99 @@ def _list(args: argparse.Namespace) -> int:
                 k.master_key_id,
                 k.created_at.isoformat(timespec="seconds"),
             )
-            for k in keys
-        ]
+            if usage is not None:
+                # Blind-index keys seal no value; a destroyed key opens none.
+                count = usage.get((k.tenant, k.version))
+                row += (str(count) if k.kind == "data" and count is not None else "-",)
+            rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             _print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+        if usage is None:
+            # On stderr: stdout stays the table alone.
+            _print(
+                "values per key version: pass --config PATH (its configured columns are counted)",
+                sys.stderr,
+            )
+            return EXIT_OK
+        _print_retirement(keys, usage)
         return EXIT_OK
 
-    return asyncio.run(_with_store(dsn, work))
+    return asyncio.run(_with_connection(dsn, work))
+
+
+async def _usage(con: asyncpg.Connection[Any], config: Any) -> dict[tuple[str, int], int]:
+    """Values per (tenant, data-key version) in the config's columns (see
+    ``proxy.audit.key_version_usage``); destroyed versions are left out."""
+    from proxy.audit import key_version_usage
+
+    found: list[KeyVersionUsage] = await key_version_usage(con, config.rules)
+    return {(u.tenant, u.version): u.envelopes for u in found if u.state != "destroyed"}
+
+
+def _print_retirement(keys: list[KeyInfo], usage: dict[tuple[str, int], int]) -> None:
+    """Say, per retired data key, whether it can be destroyed or what it still seals."""
+    lines = []
+    for k in keys:
+        if k.kind != "data" or k.state != "retired":
+            continue
+        count = usage.get((k.tenant, k.version), 0)
+        if count:
+            lines.append(
+                f"tenant {k.tenant!r} version {k.version} (retired) still seals {count} "
+                "value(s): run 'pgseal reencrypt --config PATH' first"
+            )
+        else:
+            lines.append(
+                f"tenant {k.tenant!r} version {k.version} (retired) seals no value: destroy it "
+                f"with 'pgseal keys destroy --tenant {k.tenant} --version {k.version} "
+                "--config PATH'"
+            )
+    if lines:
+        _print()
+        for line in lines:
+            _print(line)
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    from crypto.store import KeyStore
+
+    dsn, config = _dsn(args), _config(args)
+    if config is None and not args.force:
+        raise CommandError(
+            "cannot tell whether the version still seals values without --config PATH "
+            "(its configured columns are counted); pass --config, or --force"
+        )
+    what = f"version {args.version} of tenant {args.tenant!r}"
+
+    async def work(con: asyncpg.Connection[Any]) -> int:
+        store = KeyStore(con)
+        if config is not None:
+            count = (await _usage(con, config)).get((args.tenant, args.version), 0)
+            if count and not args.force:
+                raise CommandError(
+                    f"{what} still seals {count} value(s); run 'pgseal reencrypt --config "
+                    "PATH' first (--force destroys it anyway: those values become unreadable)"
+                )
+            if count:
+                _print(f"--force: {count} value(s) under {what} become unreadable", sys.stderr)
+        if args.dry_run:
+            _print(f"dry run: {what} would be destroyed")
+            return EXIT_OK
+        result = await store.destroy_version(args.tenant, args.version)
+        if not result.destroyed_key_ids:
+            _print(f"{what} was already destroyed")
+            return EXIT_OK
+        _print(
+            f"destroyed {what} (key id {result.destroyed_key_ids[0]}); no pgseal process "
+            "can open a value under it any more"
+        )
+        if not args.no_vacuum:
+            await store.vacuum()
+            _print("vacuumed pgseal.keys (old row versions with wrapped keys removed)")
+        return EXIT_OK
+
+    return asyncio.run(_with_connection(dsn, work))
 
 
 # -- parser ----------------------------------------------------------------------
@@ -362,9 +480,7 @@ def _dry_run(parser: argparse.ArgumentParser) -> None:
 def _set(
     parser: argparse.ArgumentParser, name: str, body: Callable[[argparse.Namespace], int]
 ) -> None:
-    handler = _run(name, body)
-    # ``func`` and ``handler``: both spellings of the dispatch convention.
-    parser.set_defaults(func=handler, handler=handler)
+    set_handler(parser, command_handler(f"keys {name}", body))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -447,6 +563,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--tenant", metavar="T", help="only this tenant")
     _db_options(p, master=True)
     _set(p, "list", _list)
+
+    p = sub.add_parser(
+        "destroy",
+        help="destroy one retired data-key version that seals no value any more",
+        description=(
+            "Destroy one retired data-key version of a tenant (wrapped key removed), the "
+            "last step of a rotation after 'pgseal reencrypt'. With --config the configured "
+            "columns are counted first, and a version that still seals values is refused "
+            "unless --force. The active version is always refused."
+        ),
+    )
+    p.add_argument("--tenant", required=True, metavar="T", help="the tenant")
+    p.add_argument("--version", required=True, type=int, metavar="V", help="the data-key version")
+    p.add_argument(
+        "--force", action="store_true", help="destroy even if values (or no count) say otherwise"
+    )
+    p.add_argument("--no-vacuum", action="store_true", help="skip VACUUM of pgseal.keys afterwards")
+    _db_options(p, master=False)
+    _dry_run(p)
+    _set(p, "destroy", _destroy)
 
 
 def _help(parser: argparse.ArgumentParser) -> Handler:

@@ -9,8 +9,13 @@ with its blind-index column ``bytea`` and its table's tenant column present.
 
 A problem is reported with the statement that fixes it, e.g.::
 
-    public.customers.phone is integer, but an encrypted column must be bytea;
-    fix: ALTER TABLE public.customers ALTER COLUMN phone TYPE bytea USING NULL
+    public.customers.phone is integer, but an encrypted column with storage bytea
+    must be bytea; fix: mark it migrating: true and run `pgseal migrate` (it converts
+    the type and encrypts the values in place; `pgseal rules check` shows the plan);
+    only if it holds no values yet: ALTER TABLE public.customers ALTER COLUMN phone
+    TYPE bytea USING convert_to(phone::text, 'UTF8');
+
+A type change never proposes ``USING NULL``: that would wipe the column.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rules.model import ProtectedColumn, Rules
+from rules.schema_check import storage_conversion_sql
 
 __all__ = ["CATALOG_QUERY", "CatalogError", "CatalogMap", "TableInfo", "build_catalog"]
 
@@ -122,11 +128,7 @@ def build_catalog(rules: Rules, rows: list[tuple[Any, ...]]) -> CatalogMap:
                 )
                 continue
             if physical[2] != want:
-                problems.append(
-                    f"{where} is {physical[2]}, but an encrypted column with storage {want} "
-                    f"must be {want}; fix (after `pgseal migrate`, or if it holds no data): "
-                    f"ALTER TABLE {qualified} ALTER COLUMN {name} TYPE {want} USING NULL"
-                )
+                problems.append(_type_mismatch(where, col, physical[2]))
                 continue
             by_attr[(oid, physical[0])] = col
             if col.searchable:
@@ -155,4 +157,21 @@ def build_catalog(rules: Rules, rows: list[tuple[Any, ...]]) -> CatalogMap:
         by_attr=by_attr,
         tables=tables,
         table_by_oid={info.oid: name for name, info in tables.items()},
+    )
+
+
+def _type_mismatch(where: str, column: ProtectedColumn, physical: str) -> str:
+    """The problem and its fix for a column not stored as its ``storage`` type.
+
+    The column may hold plaintext the DBA wants to keep, so the fix is the tool
+    that converts and encrypts it in place; the bare statement is offered for an
+    empty column only, and even then it keeps values (``USING NULL`` would wipe
+    any that were there after all).
+    """
+    want = column.storage
+    return (
+        f"{where} is {physical}, but an encrypted column with storage {want} must be {want}; "
+        "fix: mark it migrating: true and run `pgseal migrate --config PATH` (it converts the "
+        "type and encrypts the values in place; `pgseal rules check --config PATH` shows the "
+        "plan); only if it holds no values yet: " + storage_conversion_sql(column, physical)
     )

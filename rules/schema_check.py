@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from crypto.envelope import ARMOR_PREFIX
 from rules.model import ProtectedColumn, ProtectedTable, Rules
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "guard_status",
     "quote_ident",
     "storage_conversion_sql",
+    "stored_key_id_sql",
 ]
 
 _MAX_IDENTIFIER: Final = 63
@@ -85,6 +87,30 @@ CANONICAL_SETTINGS_SQL: Final = (
 _BYTEA_BODY: Final = "SELECT octet_length($1) >= 37 AND substring($1 FROM 1 FOR 1) = '\\x01'::bytea"
 # 37 bytes -> 50 base64 digits + "==": the first digit of byte 0x01 is 'A'.
 _TEXT_BODY: Final = "SELECT $1 ~ '^pgseal1:A[A-Za-z0-9+/]{49,}={0,2}$'"
+
+
+def stored_key_id_sql(column: ProtectedColumn) -> str:
+    """SQL for the 8 key-id bytes of ``column``'s stored value, NULL unless it is a
+    well-formed envelope (the guard's own test, inlined: the guard functions
+    need not be installed).
+
+    Lets Postgres count values per key id without sending any value out (``pgseal
+    keys list``). For ``text`` storage the first 12 base64 digits after the
+    prefix are exactly the version byte and the key id.
+
+    >>> sql = stored_key_id_sql(ProtectedColumn("public", "t", "tel", "text"))
+    >>> sql.startswith("CASE WHEN octet_length(tel) >= 37"), sql.endswith("FROM 2 FOR 8) END")
+    (True, True)
+    """
+    name = quote_ident(column.name)
+    if column.storage == "text":
+        test = _TEXT_BODY
+        header = f"decode(substring({name} FROM {len(ARMOR_PREFIX) + 1} FOR 12), 'base64')"
+    else:
+        test, header = _BYTEA_BODY, name
+    condition = test.removeprefix("SELECT ").replace("$1", name)
+    return f"CASE WHEN {condition} THEN substring({header} FROM 2 FOR 8) END"
+
 
 #: Guard function name -> the source it must have (``pg_proc.prosrc``).
 GUARD_FUNCTIONS: Final = {

@@ -61,6 +61,27 @@ async def test_reencrypt_moves_rows_to_the_current_key(dba: DbaEnv) -> None:
         "keys", "rotate", "--tenant", "1", "--dsn", dba.dsn, "--master-key", "env:PGSEAL_TEST_MK",
         check_status=0,
     )  # fmt: skip
+    # Before the re-encryption the old version still seals values: listed, not destroyable.
+    assert _values(dba, config) == {
+        ("1", "data", "1"): ("retired", str(one)), ("1", "data", "2"): ("active", "0"),
+        ("2", "data", "1"): ("active", str(two)),
+        ("1", "index", "1"): ("active", "-"), ("2", "index", "1"): ("active", "-"),
+    }  # fmt: skip
+    listed = dba.run("keys", "list", "--config", config, check_status=0)
+    assert f"tenant '1' version 1 (retired) still seals {one} value(s)" in listed.stdout
+    bare = dba.run("keys", "list", "--dsn", dba.dsn, check_status=0)
+    assert "VALUES" not in bare.stdout
+    assert "pass --config PATH" in bare.stderr
+    destroy = ("keys", "destroy", "--tenant", "1", "--version", "1")
+    refused = dba.run(*destroy, "--config", config, check_status=1)
+    assert f"still seals {one} value(s); run 'pgseal reencrypt" in refused.stderr, refused.stderr
+    blind = dba.run(*destroy, "--dsn", dba.dsn, check_status=1)
+    assert "without --config PATH" in blind.stderr, blind.stderr
+    active = dba.run("keys", "destroy", "--tenant", "1", "--version", "2", "--force",
+                     "--dsn", dba.dsn, check_status=1)  # fmt: skip
+    assert "active data key" in active.stderr, active.stderr
+    assert await _key_states(dba) == {1: "retired", 2: "active"}
+
     dry = dba.run("reencrypt", "--config", config, "--dry-run", check_status=0)
     assert f"would have re-encrypted {one} value(s) in 400 of 800 row(s)" in dry.stdout
     assert _versions(dba, config) == {"1/v1": one, "2/v1": two}
@@ -82,6 +103,20 @@ async def test_reencrypt_moves_rows_to_the_current_key(dba: DbaEnv) -> None:
     again = dba.run("reencrypt", "--config", config, check_status=0)
     assert "re-encrypted 0 value(s)" in again.stdout
 
+    # Now the old version seals nothing: keys list says so and it can be destroyed.
+    assert _values(dba, config)[("1", "data", "1")] == ("retired", "0")
+    assert _values(dba, config)[("1", "data", "2")] == ("active", str(one))
+    listed = dba.run("keys", "list", "--config", config, check_status=0)
+    assert "tenant '1' version 1 (retired) seals no value: destroy it" in listed.stdout
+    dba.run(*destroy, "--config", config, "--dry-run", check_status=0)
+    assert await _key_states(dba) == {1: "retired", 2: "active"}
+    done = dba.run(*destroy, "--config", config, check_status=0)
+    assert "destroyed version 1 of tenant '1'" in done.stdout, done.stdout
+    assert await _key_states(dba) == {1: "destroyed", 2: "active"}
+    assert _values(dba, config)[("1", "data", "1")] == ("destroyed", "-")
+    twice = dba.run(*destroy, "--config", config, check_status=0)
+    assert "already destroyed" in twice.stdout
+
     # Every value is what it was: decrypt everything back and compare.
     dba.run("migrate", "--config", config, "--reverse", check_status=0)
     con = await dba.connect()
@@ -102,3 +137,32 @@ async def _bidx(env: DbaEnv) -> list[bytes]:
         ]
     finally:
         await con.close()
+
+
+def _values(env: DbaEnv, config: Any) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """``pgseal keys list --config``: (tenant, kind, version) -> (state, values)."""
+    out = env.run("keys", "list", "--config", config, check_status=0).stdout
+    lines = out.splitlines()
+    header = re.split(r"\s{2,}", lines[0])
+    assert header[-1] == "VALUES", lines[0]
+    table: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for line in lines[1:]:
+        if not line.strip():
+            break
+        cells = dict(zip(header, re.split(r"\s{2,}", line), strict=True))
+        table[cells["TENANT"], cells["KIND"], cells["VERSION"]] = (cells["STATE"], cells["VALUES"])
+    return table
+
+
+async def _key_states(env: DbaEnv) -> dict[int, str]:
+    """Tenant 1's data-key versions and their states; a destroyed one has no key bytes."""
+    con = await env.connect()
+    try:
+        rows = await con.fetch(
+            "SELECT version, state, wrapped_key IS NULL AS wiped FROM pgseal.keys"
+            " WHERE tenant = '1' AND kind = 'data'"
+        )
+    finally:
+        await con.close()
+    assert all(r["wiped"] == (r["state"] == "destroyed") for r in rows)
+    return {r["version"]: r["state"] for r in rows}
