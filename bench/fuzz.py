@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
-import psutil  # noqa: E402
 
 from proxy.embedded import EmbeddedPostgres  # noqa: E402
 from tests.fuzz.engine import MARKER, FuzzStats, Target, fuzz  # noqa: E402
@@ -58,8 +57,8 @@ async def main(minutes: float, seed: int, batch: int, concurrency: int) -> int:
             {"MK": base64.b64encode(os.urandom(32)).decode()},
         )
         assert proxy.process is not None
-        pgseal_cpu = psutil.Process(proxy.process.pid)
-        postmaster = psutil.Process(int((base / "data" / "postmaster.pid").read_text().split()[0]))
+        pgseal_cpu = proxy.process.pid
+        postmaster = int((base / "data" / "postmaster.pid").read_text().split()[0])
         cpu_before = (time.process_time(), _cpu(pgseal_cpu), _cpu(postmaster, children=True))
         target = Target("127.0.0.1", proxy.port, urlsplit(dsn).username or "postgres", "postgres")
         total = FuzzStats()
@@ -111,10 +110,12 @@ async def main(minutes: float, seed: int, batch: int, concurrency: int) -> int:
         cluster.destroy()
 
 
-def _cpu(process: psutil.Process, *, children: bool = False) -> float:
-    """User + system CPU seconds of ``process`` (and of its exited, reaped children)."""
-    t = process.cpu_times()
-    return t.user + t.system + ((t.children_user + t.children_system) if children else 0.0)
+def _cpu(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (and of its exited, reaped children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime..cstime are fields 14-17.
+    ticks = [int(v) for v in fields[11:15]]
+    return (sum(ticks) if children else ticks[0] + ticks[1]) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
