@@ -234,35 +234,41 @@ class Encryption:
             plan_cache_size=config.plan_cache_size,
         )
 
-    async def refresh_catalog(self) -> None:
-        """Re-read OIDs and attnums (after DDL seen through the proxy)."""
+    async def _read_catalog(self, rules: Rules) -> CatalogMap:
         import asyncpg
 
         connection: asyncpg.Connection[Any] = await asyncpg.connect(self.service_dsn)
         try:
-            self.catalog = await load_catalog(connection, self.rules)
+            return await load_catalog(connection, rules)
         finally:
             await connection.close()
 
-    async def reload_rules(self, rules: Rules) -> None:
-        """New column rules (SIGHUP): the catalog is read first; on error nothing changes.
+    async def refresh_catalog(self) -> None:
+        """Re-read OIDs and attnums (after DDL seen through the proxy)."""
+        self.catalog = await self._read_catalog(self.rules)
 
+    async def reload_rules(self, rules: Rules) -> None:
+        """SIGHUP: re-read the catalog for ``rules``, new or not; on error nothing changes.
+
+        The catalog is read even when the rules did not change: DDL made straight
+        on Postgres (a column dropped and added again moves its attnum) is
+        invisible to pgseal, and SIGHUP is how the DBA tells it to look again.
         Statements prepared before keep their plans; new ones use the new rules.
         """
-        import asyncpg
-
-        if rules == self.rules:
-            return
+        changed = rules != self.rules
         try:
-            connection: asyncpg.Connection[Any] = await asyncpg.connect(self.service_dsn)
-            try:
-                catalog = await load_catalog(connection, rules)
-            finally:
-                await connection.close()
+            catalog = await self._read_catalog(rules)
         except Exception as exc:
-            log.error("new column rules not applied, keeping the running ones: %s", exc)
+            if changed:
+                log.error("new column rules not applied, keeping the running ones: %s", exc)
+            else:
+                log.error("catalog map not re-read, keeping the running one: %s", exc)
             return
-        self.rules, self.catalog = rules, catalog
+        self.catalog = catalog
+        if not changed:
+            log.info("catalog map re-read on reload: column rules unchanged")
+            return
+        self.rules = rules
         self.planner = Planner(rules, self.planner.cache.maxsize)
         log.info("column rules reloaded: %d tables", len(rules.tables))
 

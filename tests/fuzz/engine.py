@@ -17,10 +17,19 @@ import asyncio
 import contextlib
 import random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["CaseResult", "FuzzStats", "Target", "corpus", "mutate", "run_case", "startup_packet"]
+__all__ = [
+    "CaseResult",
+    "FuzzStats",
+    "Session",
+    "Target",
+    "corpus",
+    "mutate",
+    "run_case",
+    "startup_packet",
+]
 
 MARKER = "FUZZ-PLAINTEXT-7f3a"
 
@@ -164,8 +173,9 @@ class Target:
 
 @dataclass
 class CaseResult:
-    outcome: str  # "error", "closed", "answered"
+    outcome: str  # "error", "closed", "answered", "waiting"
     seconds: float
+    reused: bool = False  # ran on a connection an earlier case left idle
 
 
 @dataclass
@@ -174,6 +184,25 @@ class FuzzStats:
     outcomes: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     slowest: float = 0.0
+    reused: int = 0  # cases that ran on a connection an earlier case left idle
+    healthy_queries: int = 0  # answers the parallel healthy client got during the run
+
+
+@dataclass
+class Session:
+    """A client connection past startup, idle (its last message was ReadyForQuery 'I')."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+
+
+IDLE = b"Z\x00\x00\x00\x05I"
+PROBE = _query("SELECT 'fuzz-probe'")
 
 
 async def _read_until_ready(reader: asyncio.StreamReader, timeout: float) -> bytes:  # noqa: ASYNC109
@@ -187,21 +216,61 @@ async def _read_until_ready(reader: asyncio.StreamReader, timeout: float) -> byt
             return data
 
 
+async def _still_usable(session: Session, bound: float) -> bool:
+    """A plain query gets its answer and leaves the connection idle again.
+
+    This drains whatever a case's later pipelines still had coming (a repeated
+    Sync answers twice), so the next case on this connection starts clean.
+    """
+    try:
+        session.writer.write(PROBE)
+        await session.writer.drain()
+        data = b""
+        while not (b"fuzz-probe" in data and data.endswith(IDLE)):
+            chunk = await asyncio.wait_for(session.reader.read(65536), bound)
+            if not chunk:
+                return False
+            data += chunk
+        return True
+    except (ConnectionError, OSError, TimeoutError):
+        return False
+
+
 async def run_case(
-    target: Target, payload: bytes, *, junk_startup: bool = False, bound: float = 2.0
+    target: Target,
+    payload: bytes,
+    *,
+    junk_startup: bool = False,
+    bound: float = 2.0,
+    idle: list[Session] | None = None,
 ) -> CaseResult:
-    """Send ``payload`` after a normal startup (or instead of one) and watch the outcome."""
+    """Send ``payload`` after a normal startup (or instead of one) and watch the outcome.
+
+    With ``idle``, the case takes a connection from it instead of starting a new
+    one, and puts its connection back when the case left it idle and a probe
+    query still works: a fresh connection costs pgseal and Postgres a backend
+    start each, which is most of a case's time, while an idle connection after
+    a case is exactly the state a fresh one is in after startup.
+    """
     loop = asyncio.get_running_loop()
     begin = loop.time()
-    reader, writer = await asyncio.open_connection(target.host, target.port)
+    reused = idle is not None and bool(idle) and not junk_startup
+    if reused:
+        assert idle is not None
+        session = idle.pop()
+    else:
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        session = Session(reader, writer)
+    keep = False
     try:
         if junk_startup:
-            writer.write(payload)
+            session.writer.write(payload)
         else:
-            writer.write(startup_packet(target.user, target.database))
-            await _read_until_ready(reader, bound)
-            writer.write(payload)
-        await writer.drain()
+            if not reused:
+                session.writer.write(startup_packet(target.user, target.database))
+                await _read_until_ready(session.reader, bound)
+            session.writer.write(payload)
+        await session.writer.drain()
         received = b""
         outcome = "answered"
         deadline = begin + bound
@@ -210,7 +279,7 @@ async def run_case(
             if left <= 0:
                 break
             try:
-                chunk = await asyncio.wait_for(reader.read(65536), min(left, 0.3))
+                chunk = await asyncio.wait_for(session.reader.read(65536), min(left, 0.3))
             except TimeoutError:
                 # Quiet: answered, or waiting for the rest of a message the
                 # mutation cut short, which is what Postgres does too.
@@ -220,17 +289,21 @@ async def run_case(
                 outcome = "closed"
                 break
             received += chunk
-            if received.endswith(b"Z\x00\x00\x00\x05I") or received.endswith(b"Z\x00\x00\x00\x05E"):
+            if received.endswith(IDLE) or received.endswith(b"Z\x00\x00\x00\x05E"):
                 break
         if b"E\x00\x00" in received and outcome == "answered":
             outcome = "error"
-        return CaseResult(outcome, loop.time() - begin)
+        seconds = loop.time() - begin
+        keep = idle is not None and received.endswith(IDLE) and await _still_usable(session, bound)
+        return CaseResult(outcome, seconds, reused)
     except (ConnectionError, OSError):
-        return CaseResult("closed", loop.time() - begin)
+        return CaseResult("closed", loop.time() - begin, reused)
     finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+        if keep:
+            assert idle is not None
+            idle.append(session)
+        else:
+            await session.close()
 
 
 async def healthy_query(target: Target) -> bool:
@@ -260,37 +333,65 @@ async def fuzz(
     progress: Callable[[FuzzStats], None] | None = None,
     concurrency: int = 16,
 ) -> FuzzStats:
+    """Run ``cases`` mutated sessions, ``concurrency`` at a time, while a healthy client queries.
+
+    The cases come from one seeded generator, so a seed names a run. Workers
+    pull the next case when they finish one (no batch barrier: a case that sits
+    out its quiet timeout holds only its own worker), and the healthy client
+    runs alongside on its own connections the whole time, each of its queries
+    a check that pgseal still serves others.
+    """
     rng = random.Random(seed)
     seeds = corpus(table)
     stats = FuzzStats()
-    semaphore = asyncio.Semaphore(concurrency)
+    idle: list[Session] = []
+    done = asyncio.Event()
 
-    async def one(i: int, payload: bytes, junk: bool) -> None:
-        async with semaphore:
+    def generate() -> Iterator[tuple[int, bytes, bool]]:
+        for i in range(cases):
+            junk = rng.random() < 0.1
+            base = startup_packet(target.user, target.database) if junk else rng.choice(seeds)
+            yield i, mutate(base, rng), junk
+
+    pending = generate()
+
+    async def worker() -> None:
+        for i, payload, junk in pending:
             try:
-                result = await run_case(target, payload, junk_startup=junk)
+                result = await run_case(target, payload, junk_startup=junk, idle=idle)
             except Exception as exc:  # the harness must report, not die
                 stats.failures.append(f"case {i}: {type(exc).__name__}: {exc}")
-                return
+                continue
             stats.cases += 1
+            stats.reused += result.reused
             stats.outcomes[result.outcome] = stats.outcomes.get(result.outcome, 0) + 1
             stats.slowest = max(stats.slowest, result.seconds)
             if result.seconds > 5:
                 stats.failures.append(f"case {i}: took {result.seconds:.1f}s")
-
-    batch = []
-    for i in range(cases):
-        junk = rng.random() < 0.1
-        base = startup_packet(target.user, target.database) if junk else rng.choice(seeds)
-        batch.append(one(i, mutate(base, rng), junk))
-        if len(batch) >= 50:
-            await asyncio.gather(*batch)
-            batch = []
-            if not await healthy_query(target):
-                stats.failures.append(f"healthy client failed after case {i}")
-            if progress is not None:
+            if progress is not None and stats.cases % 50 == 0:
                 progress(stats)
-    await asyncio.gather(*batch)
+
+    async def healthy() -> None:
+        while not done.is_set():
+            try:
+                ok = await healthy_query(target)
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                ok = False
+                stats.failures.append(f"healthy client: {type(exc).__name__}: {exc}")
+            if not ok:
+                stats.failures.append(f"healthy client failed after {stats.cases} cases")
+            stats.healthy_queries += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.05)
+
+    checker = asyncio.create_task(healthy())
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        done.set()
+        await checker
+        for session in idle:
+            await session.close()
     if not await healthy_query(target):
         stats.failures.append("healthy client failed at the end")
     return stats

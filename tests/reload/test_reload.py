@@ -158,3 +158,58 @@ async def test_sighup_with_a_broken_rule_keeps_the_running_rules(
         assert await conn.fetchval("SELECT phone FROM people WHERE business_id = 3") == "555-3"
     finally:
         await conn.close()
+
+
+async def _sighup_and_wait(proxy: PgsealProcess, line: str) -> None:
+    before = proxy.log_text().count(line)
+    proxy.signal(signal.SIGHUP)
+    for _ in range(100):
+        if proxy.log_text().count(line) > before:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {line!r} in pgseal's log after SIGHUP")
+
+
+async def test_sighup_rereads_the_catalog_after_direct_ddl(
+    setup: tuple[PgsealProcess, str],
+) -> None:
+    proxy, direct = setup
+    database = direct.rsplit("/", 1)[1]
+    raw = await asyncpg.connect(direct)
+    conn = await asyncpg.connect(proxy.dsn(user=_user(direct), database=database))
+    try:
+        # DDL straight on Postgres, which pgseal cannot see: phone's attnum moves.
+        await raw.execute("ALTER TABLE people DROP COLUMN phone")
+        await raw.execute("ALTER TABLE people ADD COLUMN phone bytea")
+        # Same config.yaml: SIGHUP is the DBA's way to say the schema moved.
+        await _sighup_and_wait(proxy, "catalog map re-read on reload")
+        await conn.execute("INSERT INTO people (business_id, phone) VALUES (4, '555-4')")
+        # With the old map the new attnum is not a protected column and the
+        # envelope would reach the client as bytes.
+        assert await conn.fetchval("SELECT phone FROM people WHERE business_id = 4") == "555-4"
+        stored = await raw.fetchval("SELECT phone FROM people WHERE business_id = 4")
+        assert stored[0] == 1
+        assert b"555-4" not in stored
+    finally:
+        await conn.close()
+        await raw.close()
+
+
+async def test_sighup_keeps_the_running_map_when_the_catalog_disagrees(
+    setup: tuple[PgsealProcess, str],
+) -> None:
+    proxy, direct = setup
+    database = direct.rsplit("/", 1)[1]
+    raw = await asyncpg.connect(direct)
+    conn = await asyncpg.connect(proxy.dsn(user=_user(direct), database=database))
+    try:
+        await conn.execute("INSERT INTO people (business_id, phone) VALUES (5, '555-5')")
+        await raw.execute("ALTER TABLE people RENAME COLUMN phone TO phone_old")
+        await _sighup_and_wait(proxy, "catalog map not re-read, keeping the running one")
+        assert "phone does not exist" in proxy.log_text()
+        # Renamed back: same attnum, so the map kept from before is right again.
+        await raw.execute("ALTER TABLE people RENAME COLUMN phone_old TO phone")
+        assert await conn.fetchval("SELECT phone FROM people WHERE business_id = 5") == "555-5"
+    finally:
+        await conn.close()
+        await raw.close()
