@@ -60,6 +60,7 @@ __all__ = [
     "UserSecret",
     "auth_request",
     "parse_auth_file",
+    "peer_end_point_hash",
     "server_end_point_hash",
 ]
 
@@ -222,10 +223,6 @@ def peer_end_point_hash(ssl_object: ssl.SSLObject | None) -> bytes | None:
 def auth_request(code: int, data: bytes = b"") -> bytes:
     """An Authentication* message ('R')."""
     return codec.message(b"R", _U32.pack(code) + data)
-
-
-def sasl_request(mechanisms: list[str]) -> bytes:
-    return codec.encode_sasl_mechanisms(mechanisms)
 
 
 def _password_message(data: bytes) -> bytes:
