@@ -292,7 +292,6 @@ class ClientScram:
             salt = hmac.new(mock_seed, user.encode(), hashlib.sha256).digest()[:16]
             self._scram = ScramSecret(4096, salt, secrets.token_bytes(32), secrets.token_bytes(32))
         self._server: Any = None
-        self._client_first_bare = ""
 
     @property
     def mechanisms(self) -> list[str]:
