@@ -235,3 +235,23 @@ def test_unreachable_auth_query_fails_every_login_alike(auth_server: AuthServer)
             assert "cannot authenticate now: the auth_query on the service connection" in str(err)
     finally:
         proc.stop()
+
+
+def test_cancel_over_tls_interrupts_pg_sleep(term_query: PgsealProcess) -> None:
+    """A cancel (psycopg's cancel_safe, libpq's PQcancelCreate, sslmode=require) reaches the
+    backend of a terminate-mode session through pgseal's own cancel key."""
+    import threading
+    import time
+
+    with _connect(term_query, "scram_user", PASSWORDS["scram_user"]) as conn:
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        timer.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(20)")
+        finally:
+            timer.cancel()
+        assert time.monotonic() - started < 10
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
