@@ -284,6 +284,7 @@ class ClientScram:
         self.secret = secret
         self.channel_binding = channel_binding
         self.client_key: bytes | None = None
+        self.mechanism: str | None = None  # the one the client chose
         if secret is not None:
             self._scram = secret.scram
         else:
@@ -308,6 +309,7 @@ class ClientScram:
         if data is None:
             raise AuthError("08P01", "pgseal: SASLInitialResponse without a client-first-message")
         text = _decode(data)
+        self.mechanism = mechanism
         scram = self._scram
         binding = (_CB_TYPE, self.channel_binding) if mechanism == SCRAM_PLUS else None
         # A client that could bind but saw no -PLUS sends 'y': a downgrade when

@@ -446,6 +446,15 @@ class Session:
         """The client proved its password: log in upstream on its behalf."""
         assert self.startup is not None
         assert self.terminate is not None
+        assert self._client_scram is not None
+        log.debug(
+            "conn %d: pgseal authenticated the client with %s%s",
+            self.conn_id,
+            self._client_scram.mechanism,
+            " (bound to pgseal's certificate)"
+            if self._client_scram.mechanism == "SCRAM-SHA-256-PLUS"
+            else "",
+        )
         params = dict(self.startup.params)
         if self.terminate.upstream_user is not None:
             params["user"] = self.terminate.upstream_user

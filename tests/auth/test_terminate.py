@@ -41,10 +41,14 @@ def _upstream_leg(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[object,
 def test_auth_query_scram_plus_both_legs_tls(
     term_query: PgsealProcess, channel_binding: str
 ) -> None:
+    before = term_query.log_text().count("authenticated the client with SCRAM-SHA-256-PLUS")
     with _connect(
         term_query, "scram_user", PASSWORDS["scram_user"], channel_binding=channel_binding
     ) as conn:
         assert conn.pgconn.ssl_in_use
+        # libpq binds unless told not to; pgseal's log says which mechanism ran.
+        after = term_query.log_text().count("authenticated the client with SCRAM-SHA-256-PLUS")
+        assert after - before == (0 if channel_binding == "disable" else 1)
         tls, version, user = _upstream_leg(conn)
         assert tls is True
         assert version in ("TLSv1.2", "TLSv1.3")
