@@ -192,5 +192,8 @@ def test_upstream_tls_required_but_server_has_none(
         with pytest.raises(psycopg.OperationalError) as err:
             psycopg.connect(proc.dsn(user="postgres", sslmode="disable"), connect_timeout=10)
         assert "does not accept TLS, but tls.upstream is 'require'" in str(err.value)
+        # No tls.cert: pgseal answers SSLRequest with 'N', and libpq says so.
+        with pytest.raises(psycopg.OperationalError, match="server does not support SSL"):
+            psycopg.connect(proc.dsn(user="postgres", sslmode="require"), connect_timeout=10)
     finally:
         proc.stop()
