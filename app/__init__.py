@@ -14,7 +14,7 @@ and an ``Actor``), ``schema`` and ``migrations/`` (SQL migrations), ``seed``,
 ``scenario`` and ``cli`` (``python -m app``).
 
 The rules the app's SQL follows so that it runs unchanged through pgseal, where
-the columns listed in ``app/pgseal-tables.yaml`` hold AES-GCM envelopes:
+the columns listed in the root ``config.yaml`` hold AES-GCM envelopes:
 
 * encrypted columns are only written from ``$n`` parameters (or literals), read
   bare (``SELECT col``, aliases), tested with ``IS NULL``, and searched - the

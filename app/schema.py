@@ -10,8 +10,8 @@ Storage mode. ``{{enc:T}}`` in a file marks an encrypted column of logical type
 T. ``EncryptedStorage.BYTEA`` (the default, a pgseal deployment) renders it as
 ``bytea``, where pgseal keeps its envelopes. ``EncryptedStorage.PLAINTEXT``
 (``--plaintext-baseline``) renders it as T: an ordinary schema for running the
-app straight against Postgres (the benchmark's baseline, the app's tests until
-they go through pgseal). The mode is recorded with every migration and a
+app straight against Postgres (the benchmark's baseline, and the leak scan's
+own test, which must find plaintext there). The mode is recorded with every migration and a
 database cannot be migrated in the other mode later.
 """
 

@@ -7,8 +7,10 @@ Starts an embedded PostgreSQL (or uses ``--dsn``), PgBouncer in session pooling
 with no encrypted tables, initialises pgbench, then runs ``pgbench -S`` in
 ``prepared`` and ``simple`` mode against each target for the same duration,
 alternating the order every round. Prints TPS and average latency (median of
-the rounds) and the ratios pgseal/direct and pgseal/PgBouncer; then the RSS
-that 500 idle client connections cost pgseal.
+the rounds), the ratios pgseal/direct and pgseal/PgBouncer and the CPU each
+proxy spent per transaction (from /proc: unlike TPS it hardly depends on what
+else the machine runs); then the RSS that 500 idle client connections cost
+pgseal, in total and per connection.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ class Target:
     name: str
     host: str
     port: int
+    pid: int | None = None  # the proxy's process, to count the CPU it spends
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (0 when there is no process)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ensure_pgbouncer() -> str:
@@ -177,16 +188,19 @@ def main() -> int:
         )
         bouncer, bouncer_port = start_pgbouncer(base / "pgbouncer", host, port, user)
         proxy = start_pgseal(base / "pgseal", f"postgresql://{host}:{port}/{database}", "")
+        assert proxy.process is not None
         targets = [
             direct,
-            Target("pgbouncer", "127.0.0.1", bouncer_port),
-            Target("pgseal", "127.0.0.1", proxy.port),
+            Target("pgbouncer", "127.0.0.1", bouncer_port, bouncer.pid),
+            Target("pgseal", "127.0.0.1", proxy.port, proxy.process.pid),
         ]
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
             order = targets[round_ % 3 :] + targets[: round_ % 3]
             for mode in ("prepared", "simple"):
                 for target in order:
+                    cpu_before = cpu_seconds(target.pid)
                     tps, lat = pgbench(
                         target,
                         user,
@@ -194,9 +208,17 @@ def main() -> int:
                         ["-S", "-M", mode, "-c", str(args.clients), "-j", str(args.threads),
                          "-T", str(args.duration), "-n"],
                     )  # fmt: skip
+                    used = cpu_seconds(target.pid) - cpu_before
                     results.setdefault((mode, target.name), []).append((tps, lat))
                     line = f"round {round_ + 1} {mode:8} {target.name:9} {tps:10.0f} tps"
-                    print(f"{line} {lat:7.3f} ms", flush=True)
+                    line += f" {lat:7.3f} ms"
+                    if target.pid is not None:
+                        # CPU per transaction barely depends on the machine's
+                        # load, unlike TPS: the fairer comparison of proxies.
+                        per_txn = used / (tps * args.duration) * 1e6
+                        cpu.setdefault((mode, target.name), []).append(per_txn)
+                        line += f" {per_txn:6.1f} us CPU/txn"
+                    print(line, flush=True)
         print()
         print(f"pgbench -S -c {args.clients} -j {args.threads} -T {args.duration}, "
               f"{args.rounds} alternating rounds, medians")  # fmt: skip
@@ -214,6 +236,10 @@ def main() -> int:
             seal = medians["pgseal"][0]
             print(f"{mode:9} pgseal/direct = {seal / medians['direct'][0]:.2f}x   "
                   f"pgseal/pgbouncer = {seal / medians['pgbouncer'][0]:.2f}x")  # fmt: skip
+            seal_cpu = statistics.median(cpu[(mode, "pgseal")])
+            bouncer_cpu = statistics.median(cpu[(mode, "pgbouncer")])
+            print(f"{mode:9} proxy CPU per transaction: pgseal {seal_cpu:.1f} us, "
+                  f"pgbouncer {bouncer_cpu:.1f} us ({seal_cpu / bouncer_cpu:.2f}x)")  # fmt: skip
         before, after = asyncio.run(idle_connections_rss(proxy, user, database, args.idle))
         print(f"\npgseal RSS: {before / 1024:.1f} MB idle, {after / 1024:.1f} MB with "
               f"{args.idle} idle client connections: +{(after - before) / 1024:.1f} MB "

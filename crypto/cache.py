@@ -288,9 +288,11 @@ class TenantKeyCache:
             self._start_id_loads([key_id])
         return await asyncio.shield(self._flights_ids[key_id])
 
-    async def prefetch(self, key_ids: Iterable[int]) -> None:
-        """Load every uncached id in one statement. Unknown or destroyed ids are
-        left for the open that needs them to report; store failures raise."""
+    async def prefetch(self, key_ids: Iterable[int]) -> frozenset[int]:
+        """Load every uncached id in one statement; returns the ids the store
+        does not hold. Destroyed ids are left for the open that needs them to
+        report; store failures raise. A key that loaded but was not cached (an
+        invalidation raced the load) is not unknown: the next open loads it again."""
         wanted = set(key_ids)
         missing = [
             kid
@@ -303,9 +305,13 @@ class TenantKeyCache:
             self._start_id_loads(missing)
         waiting = [self._flights_ids[k] for k in wanted if k in self._flights_ids]
         results = await asyncio.gather(*map(asyncio.shield, waiting), return_exceptions=True)
+        unknown: set[int] = set()
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, CryptoError):
+            if isinstance(result, UnknownKey):
+                unknown.add(result.key_id)
+            elif isinstance(result, BaseException) and not isinstance(result, CryptoError):
                 raise result
+        return frozenset(unknown)
 
     async def _load_tenant(
         self, tenant: str, fut: asyncio.Future[tuple[DataKey, IndexKey]]

@@ -173,9 +173,10 @@ class FieldCrypto:
         except InvalidTag:
             raise EnvelopeTampered(column, key_id) from None
 
-    async def prefetch(self, key_ids: Iterable[int]) -> None:
-        """Load all uncached keys named by a batch of envelopes in one statement."""
-        await self.cache.prefetch(key_ids)
+    async def prefetch(self, key_ids: Iterable[int]) -> frozenset[int]:
+        """Load all uncached keys named by a batch of envelopes in one statement;
+        returns the ids the key store does not hold."""
+        return await self.cache.prefetch(key_ids)
 
     # -- blind index -----------------------------------------------------------
 

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from cachetools import TTLCache
+
 from crypto.envelope import dearmor, is_armored, is_envelope, peek_key_id
 from crypto.errors import CryptoError
 from proxy import codec
@@ -62,6 +64,7 @@ from rules.plan_types import (
     TenantFromParam,
     TenantLiteral,
     TenantSource,
+    TenantValue,
 )
 
 if TYPE_CHECKING:
@@ -87,6 +90,13 @@ _ARRAY_OID: Final = {
 } | {"varchar": 1015}
 _TENANT_TYPES: Final = frozenset({"integer", "bigint", "smallint", "uuid", "text", "varchar"})
 _BYTEA_ARRAY_HEADER_OID: Final = 17
+_TEXT_BINARY_TYPES: Final = frozenset({"text", "varchar"})  # binary format = text format
+# How long a key id the key store does not hold is remembered as missing. A
+# message that names one is retried after a key load; without this memory the
+# retry would ask for the same key again, forever. Short, because another pgseal
+# process may create a tenant's first key at any moment.
+_MISSING_KEY_TTL_S: Final = 10.0
+_MISSING_KEY_MAX: Final = 4096
 
 
 class Refused(Exception):
@@ -186,6 +196,8 @@ class Encryption:
         self.refusals = 0
         self.rows_opened = 0
         self.metrics = Metrics()  # the proxy replaces it with its own
+        # key id -> True: ids a key load found neither in the store nor destroyed
+        self.missing_key_ids: TTLCache[int, bool] = TTLCache(_MISSING_KEY_MAX, _MISSING_KEY_TTL_S)
 
     @classmethod
     async def start(cls, config: Config) -> Encryption:
@@ -257,7 +269,11 @@ class Encryption:
         for tenant in sorted(need.tenants):
             await self.crypto.prefetch_tenant(tenant)
         if need.key_ids:
-            await self.crypto.prefetch(need.key_ids)
+            # Only what the store said it lacks: a key that loaded while the cache
+            # was being flushed (a LISTEN reconnect after a Postgres restart) is
+            # merely uncached, and the retry loads it again.
+            for key_id in await self.crypto.prefetch(need.key_ids):
+                self.missing_key_ids[key_id] = True
 
     async def close(self) -> None:
         await self.crypto.close()
@@ -419,7 +435,7 @@ class SessionCrypto:
         return codec.encode_bind(
             bind.portal,
             bind.statement,
-            [*formats, *([1] * len(added))],
+            [*formats, *plan.formats_added],
             [*values, *added],
             bind.result_formats,
         )
@@ -608,9 +624,11 @@ class SessionCrypto:
                 candidate = dearmor(data, column.qualified)
             except CryptoError:
                 return None
-        elif fmt == 1 and is_envelope(data):
+        elif fmt == 1 and column.logical_type != "jsonb" and is_envelope(data):
+            # (binary jsonb always starts with its own version byte 0x01)
             candidate = data
-        elif fmt == 0 and data[:4] == b"\\x01":
+        elif (fmt == 0 or column.logical_type in _TEXT_BINARY_TYPES) and data[:4] == b"\\x01":
+            # bytea hex text; text and varchar send the same bytes in binary format
             try:
                 candidate = bytes.fromhex(data[2:].decode("ascii"))
             except (ValueError, UnicodeDecodeError):
@@ -623,9 +641,11 @@ class SessionCrypto:
         except CryptoError:
             return None  # not ours for this column: it is a value like any other
         if opened is None:
-            if crypto.cache.destroyed_owner(peek_key_id(candidate)) is not None:
-                return None
-            raise NeedKeys(key_ids=frozenset({peek_key_id(candidate)}))
+            key_id = peek_key_id(candidate)
+            destroyed = crypto.cache.destroyed_owner(key_id) is not None
+            if destroyed or key_id in self.enc.missing_key_ids:
+                return None  # cannot be one of ours: seal it like any other value
+            raise NeedKeys(key_ids=frozenset({key_id}))
         return candidate
 
     def tenant_text(self, data: bytes, fmt: int, oid: int) -> str:
@@ -673,7 +693,10 @@ class SessionCrypto:
         source = slot.source
         # Writes seal before they index, so a missing tenant of a write is
         # reported by its Seal; an index without a Seal is a search.
-        tenant = self._tenant(slot.tenant, bind, stmt, column, not isinstance(action, Seal))
+        search = not isinstance(action, Seal | TenantValue)
+        tenant = self._tenant(slot.tenant, bind, stmt, column, search)
+        if isinstance(action, TenantValue):
+            return tenant.encode()
         if isinstance(source, ClientParamArray):
             assert bind is not None
             assert isinstance(action, BlindIndexArray)
@@ -763,16 +786,39 @@ class SessionCrypto:
         if columns is None or not columns.protected:
             return None
         values = codec.decode_data_row(body)
+        formats = state.result_formats
+        single = formats[0] if len(formats) == 1 else None
+        try_open = self.enc.crypto.try_open_cached
+        tenant = self.tenant
         missing: set[int] = set()
+        opened = 0
         for index, column, value_codec in columns.protected:
             raw = values[index]
             if raw is None:
                 continue
-            fmt = state.format_of(index)
+            fmt = single if single is not None else (formats[index] if formats else 0)
+            # The hot path, inlined: a bytea envelope under a cached key. Anything
+            # else (armoured text, a missing key, a failure to report, a migrating
+            # plaintext) takes open_value, which knows every case.
+            if column.storage == "bytea":
+                envelope = raw if fmt == 1 else _hex_envelope(raw)
+                if envelope is not None:
+                    try:
+                        plaintext = try_open(column.qualified, envelope, tenant=tenant)
+                    except CryptoError:
+                        plaintext = None
+                    if plaintext is not None:
+                        opened += 1
+                        if fmt == 0 or value_codec.logical_type in _TEXT_BINARY_TYPES:
+                            values[index] = plaintext  # canonical text is both formats
+                        else:
+                            values[index] = _encode_out(value_codec, column, plaintext, fmt)
+                        continue
             try:
                 values[index] = self.open_value(column, raw, fmt, fmt, value_codec)
             except NeedKeys as need:
                 missing |= need.key_ids
+        self.enc.metrics.values_opened += opened
         if missing:
             raise NeedKeys(key_ids=frozenset(missing))
         self.enc.rows_opened += 1
@@ -821,6 +867,14 @@ class SessionCrypto:
                     f"pgseal: a value of {column.qualified} is under a destroyed key "
                     "(the business was shredded) and can never be read",
                     sqlstate="55000",
+                )
+            if key_id in self.enc.missing_key_ids:
+                self.enc.metrics.open_failures += 1
+                raise refusal(
+                    f"pgseal: a value of {column.qualified} names a key that is not in the "
+                    "key store (tampered, or sealed against another key store)",
+                    "run `pgseal audit`; check that service_dsn points at the right database",
+                    sqlstate="XX001",
                 )
             raise NeedKeys(key_ids=frozenset({key_id}))
         self.enc.metrics.values_opened += 1
@@ -912,6 +966,16 @@ def _envelope_of(column: ProtectedColumn, raw: bytes, fmt: int) -> bytes | None:
         except (ValueError, UnicodeDecodeError):
             return None
     return raw if is_envelope(raw) else None
+
+
+def _hex_envelope(raw: bytes) -> bytes | None:
+    """A bytea in hex text format (``\\x01...``) -> the envelope bytes, else None."""
+    if raw[:4] != b"\\x01":
+        return None
+    try:
+        return bytes.fromhex(raw[2:].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _plaintext_of(column: ProtectedColumn, raw: bytes, fmt: int) -> bytes:

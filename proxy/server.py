@@ -20,6 +20,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -83,10 +84,16 @@ class ProxySettings:
     reuse_port: bool = False
     metrics_host: str | None = None
     metrics_port: int = 0
+    worker: int | None = None  # index under ``serve --workers N``; None: the only process
     #: None: authentication is relayed (auth.mode: passthrough).
     auth: AuthConfig | None = None
     #: For auth_query (may hold a password: never in the repr).
     service_dsn: str | None = field(default=None, repr=False)
+    # Under --workers: this worker's private socket for cancel requests relayed
+    # by its siblings, and theirs (unix socket paths in the supervisor's 0700
+    # directory).
+    cancel_listen: str | None = None
+    cancel_peers: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> ProxySettings:
@@ -157,6 +164,7 @@ class Proxy:
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopping = False
         self._timer: asyncio.Task[None] | None = None
+        self._cancel_server: asyncio.Server | None = None
         self.accepted = 0
 
     # -- TLS contexts ------------------------------------------------------------
@@ -211,7 +219,21 @@ class Proxy:
             self._listeners.append(sock)
             loop.add_reader(sock.fileno(), self._on_acceptable, sock)
         self._timer = asyncio.create_task(self._timers())
-        log.info("listening on %s", ", ".join(self.addresses))
+        if s.cancel_listen is not None:
+            with contextlib.suppress(FileNotFoundError):  # left by a worker that died
+                os.unlink(s.cancel_listen)
+            self._cancel_server = await asyncio.start_unix_server(
+                self._relayed_cancel, s.cancel_listen
+            )
+        if s.worker is None:
+            log.info("listening on %s", ", ".join(self.addresses))
+        else:
+            log.info(
+                "worker %d listening on %s",
+                s.worker,
+                ", ".join(self.addresses),
+                extra={"worker": s.worker, "pid": os.getpid()},
+            )
 
     @property
     def addresses(self) -> list[str]:
@@ -233,6 +255,9 @@ class Proxy:
                 loop.remove_reader(sock.fileno())
                 sock.close()
         self._listeners.clear()
+        if self._cancel_server is not None:
+            self._cancel_server.close()
+            self._cancel_server = None
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight work finish up to ``grace``, then close."""
@@ -340,10 +365,14 @@ class Proxy:
     def unregister_cancel(self, pid: int) -> None:
         self.cancel_keys.pop(pid, None)
 
-    async def forward_cancel(self, request: ForwardCancel) -> None:
+    async def forward_cancel(self, request: ForwardCancel, *, relayed: bool = False) -> None:
         target = self.cancel_keys.get(request.pid)
-        if target is None or not hmac.compare_digest(target.secret, request.secret):
+        if target is None:
+            if not relayed:
+                await self._relay_cancel(request)
             return  # Postgres ignores unknown keys silently; so do we
+        if not hmac.compare_digest(target.secret, request.secret):
+            return
         cancel = codec.CancelRequest(target.upstream_pid, target.upstream_secret).encode()
         try:
             reader, writer = await asyncio.wait_for(
@@ -356,6 +385,38 @@ class Proxy:
         except (OSError, TimeoutError) as exc:
             log.warning("could not forward a cancel request: %s", exc)
 
+    async def _relay_cancel(self, request: ForwardCancel) -> None:
+        """A cancel for a key this worker did not issue goes to every sibling.
+
+        A client sends its CancelRequest on a new connection, which the kernel
+        may give to any worker (SO_REUSEPORT); only the worker that issued the
+        key knows the backend. Cancels are rare and workers few, so each
+        sibling gets it and all but the owner ignore it; a relayed cancel is
+        never relayed again.
+        """
+        packet = codec.CancelRequest(request.pid, request.secret).encode()
+        for peer in self.settings.cancel_peers:
+            try:
+                _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(peer), 2)
+                writer.write(packet)
+                await writer.drain()
+                writer.close()
+            except (OSError, TimeoutError) as exc:  # that worker is restarting
+                log.debug("could not relay a cancel request to a sibling worker: %s", exc)
+
+    async def _relayed_cancel(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            packet = await asyncio.wait_for(reader.read(1024), 2)
+            request = codec.decode_startup(packet)
+        except (OSError, TimeoutError, codec.ProtocolViolation):
+            return
+        finally:
+            writer.close()
+        if isinstance(request, codec.CancelRequest):
+            await self.forward_cancel(ForwardCancel(request.pid, request.secret), relayed=True)
+
     async def open_upstream_stream(
         self,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -366,15 +427,19 @@ class Proxy:
         return await asyncio.open_connection(s.upstream_host, s.upstream_port)
 
     # -- upstream ---------------------------------------------------------------------
+    @property
+    def upstream_address(self) -> str:
+        """Where the upstream is, for error messages (never with credentials)."""
+        s = self.settings
+        if s.upstream_socket_dir:
+            return f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
+        return f"{s.upstream_host}:{s.upstream_port}"
+
     async def connect_upstream(self, conn: ClientConnection) -> None:
         """Open the upstream leg (TLS per ``tls_upstream``) and attach it to ``conn``."""
         s = self.settings
         loop = asyncio.get_running_loop()
-        where = (
-            f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
-            if s.upstream_socket_dir
-            else f"{s.upstream_host}:{s.upstream_port}"
-        )
+        where = self.upstream_address
         try:
             sock = await asyncio.wait_for(self._upstream_socket(), s.connect_timeout)
             use_tls = False
@@ -383,6 +448,15 @@ class Proxy:
                 answer = await asyncio.wait_for(loop.sock_recv(sock, 1), s.connect_timeout)
                 if answer == b"S":
                     use_tls = True
+                elif not answer:
+                    sock.close()
+                    conn.upstream_failed(
+                        "08001",
+                        f"pgseal: the database server at {where} closed the connection "
+                        "before answering (is it starting or shutting down?)",
+                        "Retry; check that PostgreSQL is running.",
+                    )
+                    return
                 elif answer == b"N":
                     if s.tls_upstream in ("require", "verify-full"):
                         sock.close()
@@ -413,7 +487,9 @@ class Proxy:
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             reason = (
-                "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+                f"timed out after {s.connect_timeout:g} s (limits.connect_timeout_seconds)"
+                if isinstance(exc, TimeoutError)
+                else str(exc) or type(exc).__name__
             )
             conn.upstream_failed(
                 "08001",
@@ -500,6 +576,7 @@ class ClientConnection(asyncio.Protocol):
         self.upstream: UpstreamConnection | None = None
         self.started = time.monotonic()
         self.last_activity = self.started
+        self.upstream_since: float | None = None
         self._closed = False
         self._upgrading = False
         self._paused_by_upstream = False
@@ -566,15 +643,22 @@ class ClientConnection(asyncio.Protocol):
 
     # -- moving bytes ------------------------------------------------------------------
     def pump(self) -> None:
+        """Write what the session queued, one write per direction, then act.
+
+        Runs after every read, so it allocates nothing: the chunk lists are
+        emptied in place (the transports copy or keep the bytes, never the list).
+        """
         session = self.session
-        if session.to_server and self.upstream is not None and self.upstream.transport:
-            chunks = session.to_server
-            session.to_server = []
-            self.upstream.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if session.to_client and self.transport is not None:
-            chunks = session.to_client
-            session.to_client = []
+        chunks = session.to_server
+        if chunks:
+            upstream = self.upstream
+            if upstream is not None and upstream.transport is not None:
+                upstream.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                chunks.clear()
+        chunks = session.to_client
+        if chunks and self.transport is not None:
             self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            chunks.clear()
         if session.actions:
             actions = session.actions
             session.actions = []
@@ -643,16 +727,17 @@ class ClientConnection(asyncio.Protocol):
         self.pump()
 
     def _log_open(self, action: ConnectUpstream) -> None:
-        log.info(
-            "connection opened",
-            extra={
-                "conn_id": self.conn_id,
-                "client": _format_addr(self.addr),
-                "user": action.startup.params.get("user"),
-                "database": action.startup.params.get("database"),
-                "tls": self.session.client_tls,
-            },
-        )
+        extra: dict[str, object] = {
+            "conn_id": self.conn_id,
+            "client": _format_addr(self.addr),
+            "user": action.startup.params.get("user"),
+            "database": action.startup.params.get("database"),
+            "tls": self.session.client_tls,
+        }
+        if self.proxy.settings.worker is not None:
+            # conn_id counts per process: the pid tells the workers' lines apart.
+            extra["pid"] = os.getpid()
+        log.info("connection opened", extra=extra)
 
     async def _start_tls(self) -> None:
         assert self.transport is not None
@@ -685,6 +770,7 @@ class ClientConnection(asyncio.Protocol):
             upstream.close(terminate=False)
             return
         self.upstream = upstream
+        self.upstream_since = time.monotonic()
         self.session.upstream_tls = tls
         if tls and upstream.transport is not None:
             self.session.upstream_cert_hash = peer_end_point_hash(
@@ -706,8 +792,30 @@ class ClientConnection(asyncio.Protocol):
         self.pump()
 
     def check_timers(self, now: float, settings: ProxySettings) -> None:
+        """Enforce the limits' timeouts (called every half second).
+
+        The startup deadline counts from accept, not from the last byte, so a
+        client that dribbles a startup packet (slowloris) holds its one slot
+        for ``startup_timeout`` at most. An upstream that accepted TCP but has
+        not said a word within ``connect_timeout`` of getting the startup
+        packet is as unreachable as one that refuses: the client is told so
+        instead of waiting for the whole startup timeout.
+        """
         phase = self.session.phase
-        if phase in (Phase.STARTUP, Phase.CONNECTING, Phase.AUTH):
+        if (
+            phase is Phase.AUTH
+            and self.upstream_since is not None
+            and self.session.bytes_from_server == 0
+            and now - self.upstream_since > settings.connect_timeout
+        ):
+            self.upstream_failed(
+                "08001",
+                f"pgseal: the database server at {self.proxy.upstream_address} accepted the "
+                f"connection but did not answer within {settings.connect_timeout:g} s "
+                "(limits.connect_timeout_seconds)",
+                "Check that PostgreSQL is running and not overloaded.",
+            )
+        elif phase in (Phase.STARTUP, Phase.CONNECTING, Phase.AUTH):
             if now - self.started > settings.startup_timeout:
                 self.session._fatal("08006", "pgseal: timeout waiting for startup to complete")
                 self.pump()
@@ -822,9 +930,35 @@ async def serve(
             loop.remove_signal_handler(sig)
 
 
-def run(config: Config) -> int:
-    """Blocking entry point of ``pgseal serve``."""
+def run(
+    config: Config, *, workers: int = 1, worker: int | None = None, rundir: str | None = None
+) -> int:
+    """Blocking entry point of ``pgseal serve``.
+
+    ``workers > 1`` hands over to the supervisor (``proxy.workers``), which
+    calls this again in each forked worker with ``worker`` set (and
+    ``workers`` the total): the listen socket is then shared (SO_REUSEPORT), a
+    metrics port other than 0 is offset by the worker's index so that each
+    worker can be scraped, and cancel requests are relayed between workers
+    through unix sockets in ``rundir``.
+    """
+    if workers > 1 and worker is None:
+        from proxy.workers import run_workers
+
+        _disable_core_dumps()
+        return run_workers(config, workers)
     settings = ProxySettings.from_config(config)
+    if worker is not None:
+        settings = replace(
+            settings,
+            worker=worker,
+            reuse_port=True,
+            metrics_port=settings.metrics_port + worker if settings.metrics_port else 0,
+            cancel_listen=_cancel_address(rundir, worker) if rundir else None,
+            cancel_peers=tuple(
+                _cancel_address(rundir, i) for i in range(workers) if i != worker and rundir
+            ),
+        )
     source = config.source
 
     def reload(proxy: Proxy) -> None:
@@ -872,6 +1006,10 @@ def run(config: Config) -> int:
     _install_uvloop()
     asyncio.run(main())
     return 0
+
+
+def _cancel_address(rundir: str, worker: int) -> str:
+    return f"{rundir}/cancel-{worker}.sock"
 
 
 def _disable_core_dumps() -> None:

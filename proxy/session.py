@@ -172,6 +172,16 @@ LOCAL_ERROR = 10  # pgseal's own error, sent when it reaches the head of the que
 INJECTED_DESCRIBE = 20  # Describe P before an Execute whose result shape is unknown
 INJECTED_ABORT = 21  # a failing statement that puts the server's transaction in 'E'
 
+# Preallocated queue entries for the messages whose payload nobody reads.
+_EXPECT_BIND = (BIND, None)
+_EXPECT_EXECUTE = (EXECUTE, None)
+_EXPECT_SYNC = (SYNC, None)
+_EXPECT_DESCRIBE_S = (DESCRIBE_S, None)
+_EXPECT_DESCRIBE_P = (DESCRIBE_P, None)
+_EXPECT_QUERY = (QUERY, None)
+_EXPECT_FUNCTION = (FUNCTION, None)
+_EXPECT_COPY_END = (COPY_END, None)
+
 _EXTENDED_DONE = {
     PARSE: frozenset(b"1"),
     BIND: frozenset(b"2"),
@@ -181,6 +191,14 @@ _EXTENDED_DONE = {
     EXECUTE: frozenset(b"CIs"),
     INJECTED_DESCRIBE: frozenset(b"Tn"),
 }
+# The same as a tuple indexed by the expectation: what ends it (b"": only
+# ReadyForQuery or an error does).
+_DONE_BY_HEAD = tuple(
+    bytes(sorted(_EXTENDED_DONE[head])) if head in _EXTENDED_DONE else b""
+    for head in range(INJECTED_ABORT + 1)
+)
+# ReadyForQuery's status byte; any other byte is a protocol violation.
+_TXN_STATUS: dict[int, str] = {0x49: "I", 0x54: "T", 0x45: "E"}
 _T_ROW_DESCRIPTION = ord("T")
 _T_PARAMETER_DESCRIPTION = ord("t")
 _T_NO_DATA = ord("n")
@@ -498,8 +516,97 @@ class Session:
             else fields.get("H"),
         )
 
+    def _client_messages_plain(self, buf: bytes) -> bytes:
+        """``_client_messages`` for pure pass-through: the hot path.
+
+        Nothing is rewritten, so the whole framed prefix of ``buf`` goes out as
+        one chunk. Only Parse, Close and Query are decoded (for the statement
+        registry); every other message costs a length check and an append of a
+        preallocated expectation, with no object made per message.
+        """
+        pending = self._pending
+        expect = pending.append
+        limit = self.limits.max_message_size
+        unpack = codec.unpack_length
+        size = len(buf)
+        pos = 0
+        while pos + 5 <= size:
+            (length,) = unpack(buf, pos + 1)
+            if length < 4 or length > limit:
+                raise codec.length_error(length, limit)
+            end = pos + 1 + length
+            if end > size:
+                break
+            kind = buf[pos]
+            if kind == 0x42:  # Bind
+                if buf[pos + 5]:  # named portal: the unnamed one is not worth a decode
+                    portal, statement = _two_cstrs(buf, pos + 5, end)
+                    self.portals[portal] = statement
+                expect(_EXPECT_BIND)
+            elif kind == 0x45:  # Execute
+                expect(_EXPECT_EXECUTE)
+            elif kind == 0x53:  # Sync
+                if not self._copy_in_syncs_ignored:
+                    expect(_EXPECT_SYNC)
+            elif kind == 0x44:  # Describe
+                if end - pos < 7 or buf[pos + 5] not in b"SP":
+                    raise ProtocolViolation("invalid Describe message")
+                expect(_EXPECT_DESCRIBE_S if buf[pos + 5] == 0x53 else _EXPECT_DESCRIBE_P)
+            elif kind == 0x51:  # Query
+                if "" in self.statements or "" in self.portals:
+                    self._simple_query_started()
+                if _SQL_REGISTRY.search(buf, pos + 5, end - 1):
+                    self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
+                expect(_EXPECT_QUERY)
+            elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
+                pass
+            elif kind == 0x58:  # Terminate
+                self.to_server.append(buf[:end])
+                self._close("client terminated")
+                return b""
+            else:
+                self._track_client_message(kind, buf, pos, end)
+            pos = end
+        if pos:
+            self.to_server.append(buf if pos == size else buf[:pos])
+        return buf[pos:]
+
+    def _track_client_message(self, kind: int, buf: bytes, start: int, end: int) -> None:
+        """The expectations of the less frequent messages (both paths share it)."""
+        pending = self._pending
+        if kind == 0x50:  # Parse
+            parse = codec.decode_parse(buf[start + 5 : end])
+            self.statements[parse.name] = PreparedStatement(parse.query, parse.param_types)
+            pending.append((PARSE, parse.name))
+        elif kind == 0x51:  # Query
+            self._simple_query_started()
+            if _SQL_REGISTRY.search(buf, start + 5, end - 1):
+                self._track_sql_registry(codec.decode_query(buf[start + 5 : end]))
+            pending.append(_EXPECT_QUERY)
+        elif kind == 0x43:  # Close
+            close = codec.decode_close(buf[start + 5 : end])
+            if close.kind == "S":
+                self.statements.pop(close.name, None)
+            else:
+                self.portals.pop(close.name, None)
+            pending.append((CLOSE, close.name))
+        elif kind in (0x63, 0x66):  # CopyDone, CopyFail
+            if self._copy_in_syncs_ignored:
+                self._copy_in_syncs_ignored = False
+            elif pending:
+                # Sent before the CopyInResponse (or after the COPY failed):
+                # a marker, dropped once the server's answers reach it. With
+                # nothing in flight the server ignores it outright.
+                pending.append(_EXPECT_COPY_END)
+        elif kind == 0x46:  # FunctionCall
+            pending.append(_EXPECT_FUNCTION)
+        else:
+            raise ProtocolViolation(f"invalid frontend message type {kind}")
+
     def _client_messages(self, buf: bytes) -> bytes:
         """Frame, track and forward client messages; one output chunk per call."""
+        if self.crypt is None and not self._skipping:
+            return self._client_messages_plain(buf)
         out = self.to_server
         pending = self._pending
         crypt = self.crypt
@@ -563,33 +670,10 @@ class Session:
                 pending.append((EXECUTE, _cstr_at(buf, start + 5, end)))
             elif kind == 0x53:  # Sync
                 if not self._copy_in_syncs_ignored:
-                    pending.append((SYNC, None))
+                    pending.append(_EXPECT_SYNC)
             elif kind == 0x44:  # Describe
                 describe = codec.decode_describe(buf[start + 5 : end])
                 pending.append((DESCRIBE_S if describe.kind == "S" else DESCRIBE_P, describe.name))
-            elif kind == 0x50:  # Parse
-                parse = codec.decode_parse(buf[start + 5 : end])
-                self.statements[parse.name] = PreparedStatement(parse.query, parse.param_types)
-                pending.append((PARSE, parse.name))
-            elif kind == 0x51:  # Query
-                query = buf[start + 5 : end - 1]
-                if _SQL_REGISTRY.search(query):
-                    self._track_sql_registry(codec.decode_query(buf[start + 5 : end]))
-                pending.append((QUERY, None))
-            elif kind == 0x43:  # Close
-                close = codec.decode_close(buf[start + 5 : end])
-                if close.kind == "S":
-                    self.statements.pop(close.name, None)
-                else:
-                    self.portals.pop(close.name, None)
-                pending.append((CLOSE, close.name))
-            elif kind in (0x63, 0x66):  # CopyDone, CopyFail
-                if self._copy_in_syncs_ignored:
-                    self._copy_in_syncs_ignored = False
-                else:
-                    pending.append((COPY_END, None))
-            elif kind == 0x46:  # FunctionCall
-                pending.append((FUNCTION, None))
             elif kind == 0x58:  # Terminate
                 if end > seg:
                     out.append(buf[seg:end])
@@ -598,7 +682,7 @@ class Session:
             elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
                 pass
             else:
-                raise ProtocolViolation(f"invalid frontend message type {kind}")
+                self._track_client_message(kind, buf, start, end)
         if last > seg:
             out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
         return buf[last:]
@@ -679,6 +763,7 @@ class Session:
                 # Clients may send CopyData before the CopyInResponse arrives.
                 self._copy_in, crypt.copy_pending = crypt.copy_pending, None
                 self._copy_failed = False
+            self._simple_query_started()
             if _SQL_REGISTRY.search(body):
                 self._track_sql_registry(sql)
             pending.append((QUERY, PortalState()))
@@ -694,31 +779,48 @@ class Session:
         pending.append((CLOSE, close.name))
         return None
 
+    def _simple_query_started(self) -> None:
+        # exec_simple_query begins with drop_unnamed_stmt(): after any Query
+        # the unnamed statement (and the unnamed portal) no longer exist.
+        if "" in self.statements:
+            del self.statements[""]
+            if self.crypt is not None:
+                self.crypt.forget_statement("")
+        self.portals.pop("", None)
+
     def _track_sql_registry(self, sql: str) -> None:
-        # Only the first statement of a Query string is cheap to attribute;
-        # drivers send PREPARE/DEALLOCATE/DISCARD on their own.
+        # Statements are split on ';' (a literal containing one can only make
+        # the registry forget a statement, never invent one); drivers send
+        # PREPARE/DEALLOCATE/DISCARD on their own.
+        #
+        # Postgres keeps named protocol-level statements and SQL PREPAREd ones
+        # in one table, so DEALLOCATE name/ALL act on both, and DISCARD ALL
+        # includes DEALLOCATE ALL; DISCARD PLANS only drops cached plans.
         for statement in sql.split(";"):
             if match := _PREPARE.match(statement):
                 name = _ident(match.group(1))
                 self.statements[name] = PreparedStatement(statement, sql_level=True)
             elif match := _DEALLOCATE.match(statement):
-                name = _ident(match.group(1))
-                if name == "all":
-                    self._drop_sql_statements(protocol_too=False)
+                raw = match.group(1)
+                if raw.lower() == "all":
+                    self._drop_named_statements()
                 else:
-                    self.statements.pop(name, None)
-            elif match := _DISCARD.match(statement):
-                self._drop_sql_statements(protocol_too=True)
-                if match.group(1).lower() == "all":
-                    self.portals.clear()
+                    self._forget_statement(_ident(raw))
+            elif (match := _DISCARD.match(statement)) and match.group(1).lower() == "all":
+                self._drop_named_statements()
+                self.portals.clear()
 
-    def _drop_sql_statements(self, *, protocol_too: bool) -> None:
-        if protocol_too:
-            self.statements.clear()
-            if self.crypt is not None:
-                self.crypt.forget_all_statements()
-        else:
-            self.statements = {k: v for k, v in self.statements.items() if not v.sql_level}
+    def _forget_statement(self, name: str) -> None:
+        self.statements.pop(name, None)
+        if self.crypt is not None:
+            self.crypt.forget_statement(name)
+
+    def _drop_named_statements(self) -> None:
+        for name in [n for n in self.statements if n]:
+            self._forget_statement(name)
+        if self.crypt is not None:
+            for name in [n for n in self.crypt.statements if n]:
+                self.crypt.forget_statement(name)
 
     # -- server side -------------------------------------------------------------
     def server_connected(self) -> None:
@@ -832,12 +934,30 @@ class Session:
             pass
 
     def _server_messages(self, buf: bytes) -> bytes:
+        """Frame and track the server's messages in pure pass-through: the hot path.
+
+        Everything is forwarded as it came, in one chunk, except that pgseal's
+        own errors are spliced in where their turn in the queue comes. DataRow
+        and the asynchronous messages (by far the most) cost one comparison.
+        """
         out = self.to_client
         pending = self._pending
+        limit = self.limits.max_message_size
+        unpack = codec.unpack_length
+        done_by = _DONE_BY_HEAD
+        size = len(buf)
         seg = 0
-        last = 0
-        for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
-            last = end
+        pos = 0
+        while pos + 5 <= size:
+            (length,) = unpack(buf, pos + 1)
+            if length < 4 or length > limit:
+                raise codec.length_error(length, limit)
+            end = pos + 1 + length
+            if end > size:
+                break
+            kind = buf[pos]
+            start = pos
+            pos = end
             if kind == _T_DATA_ROW or kind in _ASYNC:
                 if kind == 0x53:
                     self._note_parameter(buf[start + 5 : end])
@@ -845,20 +965,20 @@ class Session:
             if not pending:
                 # Unsolicited: a FATAL from a terminating backend, say.
                 continue
-            head, _payload = pending[0]
-            if kind == _T_ERROR:
-                self._server_error(head)
-            elif kind == _T_READY:
-                self.txn_status = chr(buf[start + 5])
-                if self.txn_status == "I":
+            head = pending[0][0]
+            if kind == _T_READY:
+                status = _TXN_STATUS.get(buf[start + 5]) if end - start == 6 else None
+                if status is None:
+                    raise ProtocolViolation("invalid ReadyForQuery message")
+                self.txn_status = status
+                if status == "I" and self.portals:
                     self.portals.clear()
                 pending.popleft()
-            elif head in _EXTENDED_DONE:
-                if kind in _EXTENDED_DONE[head]:
-                    pending.popleft()
-                elif kind == 0x47:  # CopyInResponse
-                    self._copy_in_started()
-            elif kind == 0x47:
+            elif kind == _T_ERROR:
+                self._server_error(head)
+            elif kind in done_by[head]:
+                pending.popleft()
+            elif kind == 0x47:  # CopyInResponse
                 self._copy_in_started()
             if pending and pending[0][0] >= COPY_END:
                 if pending[0][0] == COPY_END:
@@ -868,9 +988,9 @@ class Session:
                         out.append(buf[seg:end])
                     seg = end
                     self._flush_local_errors()
-        if last > seg:
-            out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
-        return buf[last:]
+        if pos > seg:
+            out.append(buf if pos == size and not seg else buf[seg:pos])
+        return buf[pos:]
 
     def _server_messages_crypt(self, buf: bytes) -> bytes:
         """``_server_messages`` with column encryption: results are rewritten."""
@@ -1070,6 +1190,8 @@ class Session:
             self.client_data(b"")
 
     def _server_error(self, head: int) -> None:
+        # An error ends copy-in mode: from now on the server answers Sync again.
+        self._copy_in_syncs_ignored = False
         pending = self._pending
         if head in (QUERY, FUNCTION, SYNC):
             return  # the ReadyForQuery that follows ends it
@@ -1079,7 +1201,9 @@ class Session:
 
     def _copy_in_started(self) -> None:
         # Syncs the client pipelined behind the COPY are ignored by the server.
-        entries = list(self._pending)
+        # The deque is changed in place: the server loops hold a reference.
+        pending = self._pending
+        entries = list(pending)
         kept = entries[:1]
         ended = False
         for entry in entries[1:]:
@@ -1089,7 +1213,8 @@ class Session:
                 ended = True
                 continue
             kept.append(entry)
-        self._pending = deque(kept)
+        pending.clear()
+        pending.extend(kept)
         if not ended:
             self._copy_in_syncs_ignored = True
 

@@ -48,6 +48,7 @@ __all__ = [
     "ParamRef",
     "PlanRefused",
     "SearchSite",
+    "UpdateGuard",
     "ValueRef",
     "ValueSite",
     "analyze",
@@ -236,6 +237,17 @@ class ConflictGuard:
 
 
 @dataclass(slots=True)
+class UpdateGuard:
+    """An UPDATE sealing for the session's tenant: restrict it to that tenant's rows."""
+
+    update: exp.Update
+    target: str  # alias or table name of the UPDATE target
+    tenant_column: str
+    column: ProtectedColumn  # the first column sealed (named in a refusal)
+    tenant: TenantSource  # the session's (or a SET earlier in the same Query)
+
+
+@dataclass(slots=True)
 class Findings:
     reads: set[str] = field(default_factory=set)
     writes: set[str] = field(default_factory=set)
@@ -243,13 +255,16 @@ class Findings:
     blind_writes: list[BlindWriteSite] = field(default_factory=list)
     searches: list[SearchSite] = field(default_factory=list)
     guards: list[ConflictGuard] = field(default_factory=list)
+    update_guards: list[UpdateGuard] = field(default_factory=list)
     # Top-level query outputs (position -> protected column), when computable.
     outputs: tuple[ProtectedColumn | None, ...] | None = None
     output_names: tuple[str, ...] | None = None
 
     @property
     def needs_rewrite(self) -> bool:
-        return bool(self.values or self.blind_writes or self.searches or self.guards)
+        return bool(
+            self.values or self.blind_writes or self.searches or self.guards or self.update_guards
+        )
 
 
 # --- scopes -----------------------------------------------------------------------
@@ -994,6 +1009,15 @@ class Analyzer:
                 )
             tenant = env.tenants.get(alias, self.default_tenant)
             self.findings.values.append(ValueSite(assign.expression, ref, col, tenant))
+            if (
+                alias not in env.tenants
+                and isinstance(ref, ParamRef | LiteralValue)
+                and not any(g.update is upd for g in self.findings.update_guards)
+            ):
+                assert table is not None
+                self.findings.update_guards.append(
+                    UpdateGuard(upd, alias, table.tenant_column, col, tenant)
+                )
             if col.searchable:
                 self.findings.blind_writes.append(
                     BlindWriteSite(upd, col, [(ref, tenant, assign.expression)])

@@ -65,10 +65,11 @@ class ProtectedColumn:
     searchable: str | None = None  # name of the blind-index column
     normalize: tuple[str, ...] = ()
     migrating: bool = False  # reads accept plaintext as well as envelopes
+    # Computed once: the proxy names the column (the AAD) for every field it opens.
+    qualified: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.table}.{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "qualified", f"{self.schema}.{self.table}.{self.name}")
 
     @property
     def aad_label(self) -> bytes:

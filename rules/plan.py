@@ -61,6 +61,7 @@ from rules.plan_types import (
     TenantFromParam,
     TenantLiteral,
     TenantSource,
+    TenantValue,
 )
 from rules.prefilter import (
     Prefilter,
@@ -98,6 +99,7 @@ __all__ = [
     "TenantFromParam",
     "TenantLiteral",
     "TenantSource",
+    "TenantValue",
     "plan_statement",
     "prefilter_for",
 ]

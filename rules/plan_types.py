@@ -48,6 +48,7 @@ __all__ = [
     "TenantFromParam",
     "TenantLiteral",
     "TenantSource",
+    "TenantValue",
 ]
 
 BYTEA_OID = 17
@@ -151,7 +152,20 @@ class BlindIndexArray:
     column: ProtectedColumn
 
 
-SlotAction = Seal | BlindIndex | BlindIndexArray
+@dataclass(frozen=True, slots=True)
+class TenantValue:
+    """The tenant the statement's writes to ``column`` are sealed for, as text.
+
+    Added to an UPDATE that takes its tenant from the session (its WHERE names
+    none): ``AND tenant_column = <this>`` keeps it from sealing another
+    business's rows under this session's key. Sent untyped and in text format,
+    so Postgres reads it as the tenant column's own type.
+    """
+
+    column: ProtectedColumn
+
+
+SlotAction = Seal | BlindIndex | BlindIndexArray | TenantValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +179,8 @@ class Slot:
     @property
     def type_oid(self) -> int:
         """The type to declare for this slot's added parameter in Parse."""
+        if isinstance(self.action, TenantValue):
+            return 0  # unspecified: Postgres infers the tenant column's type
         if isinstance(self.action, BlindIndexArray):
             return BYTEA_ARRAY_OID
         if isinstance(self.action, Seal) and self.action.column.storage == "text":
@@ -288,6 +304,11 @@ class Rewrite:
         return "".join(out)
 
     @property
+    def formats_added(self) -> tuple[int, ...]:
+        """Bind format codes of the added parameters (tenant values are text)."""
+        return tuple(0 if isinstance(slot.action, TenantValue) else 1 for slot in self.slots)
+
+    @property
     def parse_oids_added(self) -> tuple[int, ...]:
         """Parse type OIDs of the added parameters, in order."""
         return tuple(slot.type_oid for slot in self.slots)
@@ -322,6 +343,8 @@ class Rewrite:
 def _sql_value(slot: Slot, value: bytes | None) -> str:
     if value is None:
         return "NULL"
+    if isinstance(slot.action, TenantValue):  # an untyped literal, like the parameter
+        return "'" + value.decode().replace("'", "''") + "'"
     if slot.type_oid == TEXT_OID:
         # Armoured envelopes are ASCII; quote defensively all the same.
         return "'" + value.decode("ascii").replace("'", "''") + "'::text"

@@ -48,6 +48,7 @@ from rules.plan_types import (
     SlotAction,
     SlotSource,
     TenantSource,
+    TenantValue,
 )
 
 __all__ = ["REWRITES", "RewriteContext", "RewriteResult", "apply_rewrites", "make_identifier"]
@@ -171,12 +172,34 @@ def guard_conflict_tenant(tree: exp.Expr, ctx: RewriteContext) -> exp.Expr:
     return tree
 
 
+def guard_update_tenant(tree: exp.Expr, ctx: RewriteContext) -> exp.Expr:
+    """An UPDATE sealing for the session's tenant only touches that tenant's rows.
+
+    Its WHERE names no tenant, so without ``AND tenant_column = <tenant>`` it
+    would seal other businesses' rows under this session's key.
+    """
+    for guard in ctx.findings.update_guards:
+        ctx.changed = True
+        cond: exp.Expr = exp.EQ(
+            this=exp.Column(
+                this=make_identifier(guard.tenant_column), table=exp.to_identifier(guard.target)
+            ),
+            expression=ctx.slot(Literal(None), TenantValue(guard.column), guard.tenant),
+        )
+        where = guard.update.args.get("where")
+        if isinstance(where, exp.Where):
+            cond = exp.And(this=exp.Paren(this=where.this), expression=cond)
+        guard.update.set("where", exp.Where(this=cond))
+    return tree
+
+
 #: The rewrite steps, in the order they must run.
 REWRITES: tuple[Step, ...] = (
     add_blind_index_writes,
     seal_values,
     search_by_blind_index,
     guard_conflict_tenant,
+    guard_update_tenant,
 )
 
 

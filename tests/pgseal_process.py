@@ -37,6 +37,7 @@ class PgsealProcess:
     env: dict[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()  # more ``pgseal serve`` options (``--workers 2``)
 
     def start(self, timeout: float = 30.0) -> PgsealProcess:
         log = self.log_path.open("ab")
@@ -52,6 +53,7 @@ class PgsealProcess:
                 str(self.config_path),
                 "--listen",
                 f"{self.host}:{self.port}",
+                *self.args,
             ],
             cwd=REPO_ROOT,
             env=env,
@@ -124,6 +126,7 @@ def start_pgseal(
     upstream: str,
     extra_yaml: str = "",
     env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> PgsealProcess:
     """Start pgseal in front of ``upstream`` (postgresql://HOST:PORT/DB).
 
@@ -141,4 +144,5 @@ def start_pgseal(
         port=free_port(),
         log_path=directory / "pgseal.log",
         env=env or {},
+        args=args,
     ).start()

@@ -4,8 +4,8 @@
 -- application reads and writes (pgseal's "logical type"). `python -m app migrate`
 -- renders it as `bytea` (the default: pgseal deployment, envelopes on disk) or,
 -- with --plaintext-baseline, as T itself (a plain schema for direct-Postgres runs:
--- the benchmark's comparison and the app's tests before they go through pgseal).
--- Every `{{enc:T}}` column must appear in app/pgseal-tables.yaml with type T; a
+-- the benchmark's comparison).
+-- Every `{{enc:T}}` column must appear in config.yaml's tables: with type T; a
 -- test checks both ways.
 --
 -- `<column>_bidx bytea` columns hold pgseal's blind index for equality search.

@@ -1,12 +1,13 @@
-"""Fixtures for the invoicing app's tests.
+"""Fixtures for the invoicing app's tests: the app runs through pgseal.
 
-``app_database`` is the single switch between "straight to Postgres" (today:
-the plaintext-baseline schema, the app's DSN is the database's) and "through
-pgseal" (later: the bytea schema with pgseal in front; the app's DSN is
-pgseal's, and after every test the direct connection is scanned for every
-plaintext the test sent). Every app test reaches the database only through
-``db``, a pool on ``app_database.app_dsn`` whose connections record every
-parameter into a ``PlaintextLedger``.
+``app_database`` is the single switch. It is ``pgseal_app``: one database with
+the bytea schema, the key store initialised and a real ``pgseal serve`` in
+front of it with the root config.yaml's rules, shared by the package. The app's
+DSN is pgseal's; the direct DSN is the auditor's. Every app test reaches the
+database only through ``db``, a pool on ``app_database.app_dsn`` whose
+connections record every parameter into a ``PlaintextLedger``; after each test
+the direct connection is scanned for every plaintext that test sent, in every
+configured column of every row.
 
 bcrypt uses ``ROUNDS`` (4) here instead of the production 12.
 """
@@ -14,17 +15,26 @@ bcrypt uses ``ROUNDS`` (4) here instead of the production 12.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import secrets
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+import yaml
 
 from app.access import Actor, Role
 from app.accounts import create_business, create_user
 from app.contacts import Contact, ContactDetails, ContactKind, add_contact
 from app.schema import EncryptedStorage, migrate
-from tests.app.plaintexts import SESSION_LEDGER, PlaintextLedger, scan_for_plaintext
+from tests.app.plaintexts import RULES_PATH, SESSION_LEDGER, PlaintextLedger, scan_for_plaintext
+from tests.conftest import PgServer
+from tests.pgseal_process import REPO_ROOT, start_pgseal
 
 ROUNDS = 4
 PASSWORD = "s3cret-pass-phrase"
@@ -32,22 +42,71 @@ PASSWORD = "s3cret-pass-phrase"
 
 @dataclass(frozen=True)
 class AppDatabase:
-    app_dsn: str  # what the app connects to: Postgres now, pgseal later
+    app_dsn: str  # what the app connects to: pgseal (or Postgres for the baseline)
     direct_dsn: str  # the database itself: migrations, the auditor's scan
     through_pgseal: bool
+    pgseal_log: Path | None = None  # pgseal's log (debug level in the tests)
+
+
+@pytest.fixture(scope="package")
+async def pgseal_app(
+    pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AppDatabase]:
+    """One bytea-schema database with pgseal in front, for the whole package.
+
+    As a deployment would be: the app's migrations applied directly, the key
+    store initialised (``pgseal keys init``), pgseal started (``pgseal serve``,
+    a child process) with the root config.yaml's ``tables:`` section, a fresh
+    master key in its environment, and the direct DSN as its service DSN.
+    Tests share it (each makes its own businesses), which keeps the suite fast.
+    """
+    name = "app_" + secrets.token_hex(4)
+    admin = await asyncpg.connect(pg_server.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    direct = pg_server.dsn(name)
+    await migrate(direct, storage=EncryptedStorage.BYTEA)
+    init = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "keys", "init", "--dsn", direct,
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await init.communicate()
+    assert init.returncode == 0, output.decode(errors="replace")
+    document = yaml.safe_load(await asyncio.to_thread(RULES_PATH.read_text))
+    tables = yaml.safe_dump({"tables": document["tables"]})
+    proxy = await asyncio.to_thread(
+        start_pgseal,
+        tmp_path_factory.mktemp("pgseal-app"),
+        f"postgresql://{pg_server.host}:{pg_server.port}/{name}",
+        f"service_dsn: {direct}\nmaster_key: env:PGSEAL_APP_MK\n{tables}",
+        {"PGSEAL_APP_MK": base64.b64encode(os.urandom(32)).decode()},
+    )
+    user = urlsplit(direct).username or "postgres"
+    try:
+        yield AppDatabase(
+            proxy.dsn(user=user, database=name), direct, through_pgseal=True,
+            pgseal_log=proxy.log_path,
+        )  # fmt: skip
+    finally:
+        await asyncio.to_thread(proxy.stop)
+        admin = await asyncpg.connect(pg_server.dsn())
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture
-async def app_database(fresh_db: str) -> AppDatabase:
-    """THE place that decides what the app's tests run against.
+def app_database(pgseal_app: AppDatabase) -> AppDatabase:
+    """THE place that decides what the app's tests run against: pgseal.
 
-    To run through pgseal: migrate ``fresh_db`` with ``EncryptedStorage.BYTEA``,
-    start pgseal with app/pgseal-tables.yaml's rules and ``fresh_db`` upstream,
-    and yield ``AppDatabase(<pgseal DSN>, fresh_db, through_pgseal=True)``;
-    nothing else in tests/app changes.
+    For the direct-Postgres baseline, return instead a ``fresh_db`` migrated
+    with ``EncryptedStorage.PLAINTEXT`` and ``through_pgseal=False``; nothing
+    else in tests/app changes.
     """
-    await migrate(fresh_db, storage=EncryptedStorage.PLAINTEXT)
-    return AppDatabase(app_dsn=fresh_db, direct_dsn=fresh_db, through_pgseal=False)
+    return pgseal_app
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ superset of the values written into encrypted columns, which is what a leak
 scan wants: nothing the app ever sent may appear in an encrypted column.
 
 ``scan_for_plaintext`` is the auditor's side: over a direct connection it reads
-every column listed in app/pgseal-tables.yaml, of every row, as raw bytes, and
+every column listed in the root config.yaml, of every row, as raw bytes, and
 reports each cell that equals a recorded value, or contains one of at least
 ``MIN_SUBSTRING`` bytes (shorter needles would match random ciphertext by
 chance). Through pgseal it must find nothing; on the plaintext baseline schema
@@ -38,7 +38,7 @@ __all__ = [
     "written_plaintexts",
 ]
 
-RULES_PATH = Path(__file__).resolve().parents[2] / "app" / "pgseal-tables.yaml"
+RULES_PATH = Path(__file__).resolve().parents[2] / "config.yaml"
 MIN_SUBSTRING = 8
 
 

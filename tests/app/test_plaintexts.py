@@ -1,4 +1,4 @@
-"""The plaintext ledger and the leak scan (run for real once the tests go through pgseal)."""
+"""The plaintext ledger and the leak scan the ``db`` fixture runs after every test."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from decimal import Decimal
 import asyncpg
 
 from app.bookkeeping import log_mileage
-from app.contacts import Contact
-from app.schema import migrate
-from tests.app.conftest import ACME, AppDatabase, Team
+from app.contacts import Contact, ContactKind, add_contact
+from app.schema import EncryptedStorage, migrate
+from tests.app.conftest import ACME, Team, make_team
 from tests.app.plaintexts import (
     SESSION_LEDGER,
     PlaintextLedger,
@@ -32,16 +32,21 @@ async def test_ledger_records_every_parameter_the_app_sent(
     assert ledger.values <= written_plaintexts() == SESSION_LEDGER.values
 
 
-async def test_scan_finds_plaintext_on_the_baseline_schema(
-    db: asyncpg.Pool[asyncpg.Record],
-    app_database: AppDatabase,
-    customer: Contact,
-    ledger: PlaintextLedger,
-) -> None:
+async def test_scan_finds_plaintext_on_the_baseline_schema(fresh_db: str) -> None:
+    """Without pgseal (plaintext schema, the app straight on Postgres) the scan finds it all.
+
+    This is how the scan the ``db`` fixture runs after every test proves it can fail.
+    """
+    await migrate(fresh_db, storage=EncryptedStorage.PLAINTEXT)
+    ledger = PlaintextLedger()
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=1, init=ledger.attach)
+    try:
+        team = await make_team(pool, "Heron Electrical Ltd", "heron-electrical.example")
+        await add_contact(pool, team.owner, ContactKind.CUSTOMER, ACME)
+    finally:
+        await pool.close()
     await asyncio.sleep(0)
-    if app_database.through_pgseal:
-        return  # the db fixture asserts the opposite after every test
-    leaks = await scan_for_plaintext(app_database.direct_dsn, ledger.values)
+    leaks = await scan_for_plaintext(fresh_db, ledger.values)
     found = {(leak.table, leak.column, leak.value) for leak in leaks}
     assert ("public.customers", "email", "wile.coyote@acme-widgets.example") in found
     assert ("public.customers", "address", ACME.address) in found

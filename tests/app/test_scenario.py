@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ from app.accounts import owner_actor
 from app.reports import business_report
 from app.scenario import STORIES, run_scenario
 from app.seed import seed_businesses
-from tests.app.conftest import ROUNDS
+from tests.app.conftest import ROUNDS, AppDatabase
+from tests.app.plaintexts import scan_for_plaintext
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,25 +69,46 @@ async def _cli(*args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_cli_migrate_seed_report_scenario(fresh_db: str) -> None:
+async def test_cli_migrate_is_idempotent(fresh_db: str) -> None:
     code, out, _ = await _cli("migrate", "--dsn", fresh_db, "--plaintext-baseline")
     assert code == 0
     assert "applied 0001_invoicing_schema (plaintext)" in out
     code, out, _ = await _cli("migrate", "--dsn", fresh_db, "--plaintext-baseline")
     assert (code, out.strip()) == (0, "schema is up to date")
+
+
+def _story_plaintexts() -> set[str]:
+    """Values the scenario writes into encrypted columns (the CLI's own, unrecorded)."""
+    values = {s.stripe_key for s in STORIES}
+    for story in STORIES:
+        for details in (story.customer, story.bank):
+            values |= {v for v in dataclasses.astuple(details) if isinstance(v, str)}
+        values |= set(story.work) | {story.journey[0], story.journey[1], story.owner}
+    return values
+
+
+async def test_cli_seed_report_scenario_through_pgseal(app_database: AppDatabase) -> None:
+    dsn = app_database.app_dsn
     code, out, _ = await _cli(
-        "seed", "--dsn", fresh_db, "--businesses", "1", "--seed", "3", "--bcrypt-rounds", "4"
+        "seed", "--dsn", dsn, "--businesses", "1", "--seed", "3", "--bcrypt-rounds", "4"
     )
     assert code == 0, out
     assert "Seeded businesses" in out
-    code, out, _ = await _cli("report", "--dsn", fresh_db, "--business", "1")
+    conn = await asyncpg.connect(app_database.direct_dsn)
+    try:
+        business = await conn.fetchval("SELECT max(id) FROM businesses")
+    finally:
+        await conn.close()
+    code, out, _ = await _cli("report", "--dsn", dsn, "--business", str(business))
     assert code == 0, out
     assert "Invoices" in out
     assert "INV-00001" in out
-    code, out, _ = await _cli("scenario", "--dsn", fresh_db, "--bcrypt-rounds", "4")
+    code, out, _ = await _cli("scenario", "--dsn", dsn, "--bcrypt-rounds", "4")
     assert code == 0, out
     assert "What the app read" in out
     assert STORIES[0].stripe_key in out
+    leaks = await scan_for_plaintext(app_database.direct_dsn, _story_plaintexts())
+    assert not leaks, leaks[:5]
 
 
 async def test_cli_errors_are_one_line(fresh_db: str) -> None:

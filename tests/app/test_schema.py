@@ -1,4 +1,4 @@
-"""The migrations, the storage modes, and their agreement with app/pgseal-tables.yaml."""
+"""The migrations, the storage modes, and their agreement with the root config.yaml."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ async def test_prefetch_is_one_query_and_tolerates_bad_ids(
     fc = FieldCrypto(cache)
     try:
         ids = [peek_key_id(e) for e in envelopes] + [424242]
-        await fc.prefetch(ids)
+        assert await fc.prefetch(ids) == {424242}  # the shredded one is not "unknown"
         assert len([q for q in seen if "pgseal.keys" in q]) == 1
         for i, e in enumerate(envelopes[:4]):
             assert fc.try_open_cached(PHONE, e) == f"phone of t{i}".encode()
@@ -131,6 +131,16 @@ async def test_load_racing_an_invalidation_is_not_cached(
         key = await waiter
         assert key.key_id == kid  # the caller still gets its answer ...
         assert cache.cached_data_key(kid) is None  # ... but it is not cached
+        # A prefetch racing the same way reports the key as held, merely uncached:
+        # the proxy must not remember it as missing (XX001 for every reader).
+        slow.started.clear()
+        slow.release.clear()
+        prefetch = asyncio.ensure_future(cache.prefetch([kid]))
+        await slow.started.wait()
+        cache.forget_tenant("42")
+        slow.release.set()
+        assert await prefetch == frozenset()
+        assert cache.cached_data_key(kid) is None
     finally:
         await cache.close()
         await pool.close()

@@ -140,6 +140,20 @@ REWRITES = [
         "DELETE FROM customers WHERE tax_id = $1 AND business_id = $2",
         "DELETE FROM customers WHERE tax_id_bidx = $3 AND business_id = $2",
     ),
+    # an UPDATE sealing for the session's tenant is restricted to that tenant's rows
+    (
+        "UPDATE customers SET phone = $1 WHERE id = $2",
+        "UPDATE customers SET phone = $1 WHERE (id = $2) AND customers.business_id = $3",
+    ),
+    (
+        "UPDATE customers c SET phone = 'x' WHERE business_id = 1 OR id = 2",
+        "UPDATE customers AS c SET phone = $1 WHERE (business_id = 1 OR id = 2) "
+        "AND c.business_id = $2",
+    ),
+    (
+        "UPDATE customers SET tax_id = $1",
+        "UPDATE customers SET tax_id = $1, tax_id_bidx = $2 WHERE customers.business_id = $3",
+    ),
     # search on a searchable column
     (
         "SELECT * FROM customers WHERE tax_id = $1",
@@ -587,6 +601,24 @@ def test_update_tenant_from_where_and_session_fallback() -> None:
     assert without.params[0].tenant == SessionTenant()
     only_or = rewrite("UPDATE customers SET phone = $1 WHERE business_id = 1 OR id = 2")
     assert only_or.params[0].tenant == SessionTenant()
+
+
+def test_update_guard_slot_is_the_session_tenant_as_untyped_text() -> None:
+    result = rewrite("UPDATE customers SET phone = 'p' WHERE id = 2")
+    assert [type(s.action).__name__ for s in result.slots] == ["Seal", "TenantValue"]
+    assert result.slots[1].tenant == SessionTenant()
+    assert result.parse_oids(()) == (17, 0)  # Postgres infers the tenant column's type
+    assert result.formats_added == (1, 0)
+    assert result.render_simple([b"\x01", b"4'2"]) == (
+        "UPDATE customers SET phone = '\\x01'::bytea "
+        "WHERE (id = 2) AND customers.business_id = '4''2'"
+    )
+    # a tenant in WHERE, or nothing sealed: no guard, the text is kept
+    for sql in (
+        "UPDATE customers SET phone = $1 WHERE business_id = $2 AND id = $3",
+        "UPDATE customers SET phone = NULL WHERE id = 1",
+    ):
+        assert not any(type(s.action).__name__ == "TenantValue" for s in rewrite(sql).slots)
 
 
 def test_render_simple_inlines_bytea_and_text_envelopes() -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
-from rules.plan import PassThrough, Refuse, Rewrite
+from rules.plan import PassThrough, Refuse, Rewrite, plan_statement
 from rules.plan_cache import PlanCache, Planner
 from tests.rules.test_plan import RULES
 
@@ -50,6 +51,31 @@ def test_many_distinct_texts_keep_memory_bounded() -> None:
     assert len(cache) == 1_000
     assert cache.get(f"SELECT * FROM customers WHERE id = {n - 1}", 0) is plan
     assert cache.get("SELECT * FROM customers WHERE id = 0", 0) is None
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_million_distinct_texts_keep_memory_bounded() -> None:
+    """1M distinct statement texts (an application inlining literals): after the
+    cache first fills up, the process does not grow. (RSS, not tracemalloc: that
+    would make the million inserts ten times slower.)"""
+    cache = PlanCache(maxsize=2_000)
+    plan = plan_statement("SELECT phone FROM customers WHERE tax_id = $1", RULES, 1)
+    text = "SELECT phone FROM customers WHERE id = {} AND tax_id = $1".format
+    for i in range(50_000):
+        cache.put(text(i), 1, plan)
+    filled = _rss_bytes()
+    for i in range(50_000, 1_000_000):
+        cache.put(text(i), 1, plan)
+    grown = _rss_bytes() - filled
+    print(f"plan cache: RSS grew {grown / 1e6:.2f} MB over the last 950k distinct texts")
+    assert len(cache) == 2_000
+    assert grown < 2 * 1024 * 1024  # 950k texts kept would be > 80 MB
+    assert cache.get(text(999_999), 1) is plan
+    assert cache.get(text(997_999), 1) is None
 
 
 def test_planner_caches_plans_but_not_prefilter_passes() -> None:

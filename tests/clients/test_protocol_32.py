@@ -1,0 +1,104 @@
+"""Protocol 3.2 (PostgreSQL 18) through pgseal: longer cancel keys, real cancels.
+
+The embedded server is PostgreSQL 18 and psycopg's libpq is 18, so a client
+can ask for 3.2; the server then hands out a 32-byte cancel key, pgseal gives
+the client its own key of the same length and must map a cancel made with it
+back to the right backend.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from proxy import codec
+from tests.clients.conftest import Relay
+
+pytestmark = pytest.mark.skipif(
+    psycopg.pq.version() < 180000, reason="libpq < 18 cannot speak protocol 3.2"
+)
+
+
+def _messages_until_ready(sock: socket.socket) -> list[tuple[int, bytes]]:
+    buf = b""
+    out: list[tuple[int, bytes]] = []
+    sock.settimeout(10)
+    while True:
+        chunk = sock.recv(65536)
+        assert chunk, "pgseal closed the connection during startup"
+        buf += chunk
+        last = 0
+        for kind, start, end in codec.frames(buf):
+            out.append((kind, buf[start + 5 : end]))
+            last = end
+            if kind == ord("Z"):
+                return out
+        buf = buf[last:]
+
+
+def test_protocol_3_2_startup_gets_a_32_byte_key_of_pgseals_own(relay: Relay) -> None:
+    startup = codec.StartupMessage(
+        codec.PROTOCOL_3_2, {"user": relay.user, "database": relay.database}
+    )
+    with socket.create_connection((relay.proxy.host, relay.proxy.port)) as sock:
+        sock.sendall(startup.encode())
+        messages = _messages_until_ready(sock)
+        kinds = bytes(kind for kind, _ in messages)
+        assert b"v" not in kinds, "the server should accept 3.2 as it is"
+        (key,) = [body for kind, body in messages if kind == ord("K")]
+        pid, secret = codec.decode_backend_key_data(key)
+        assert len(secret) == 32
+        sock.sendall(codec.message(b"Q", b"SELECT pg_backend_pid()\x00"))
+        answer = _messages_until_ready(sock)
+        (row,) = [body for kind, body in answer if kind == ord("D")]
+        backend_pid = int(codec.decode_data_row(row)[0] or b"0")
+        assert backend_pid != pid  # the client never learns the real backend key
+        sock.sendall(codec.TERMINATE)
+
+
+def test_psycopg_with_protocol_3_2_cancels_a_query_through_pgseal(relay: Relay) -> None:
+    conninfo = relay.conninfo(min_protocol_version="3.2", max_protocol_version="3.2")
+    with psycopg.connect(conninfo) as conn:
+        assert conn.pgconn.full_protocol_version == 30002
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(30)")
+        assert time.monotonic() - started < 10
+        timer.join()
+        conn.rollback()
+        assert conn.execute("SELECT 32").fetchone() == (32,)
+
+
+def test_a_forged_3_2_cancel_key_cancels_nothing(relay: Relay) -> None:
+    conninfo = relay.conninfo(max_protocol_version="3.2")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        backend_pid = conn.info.backend_pid  # pgseal's pid for this client
+        done = threading.Event()
+        result: list[object] = []
+
+        def sleep() -> None:
+            try:
+                result.append(conn.execute("SELECT pg_sleep(1.5)").fetchone())
+            except psycopg.Error as exc:  # pragma: no cover - the failure case
+                result.append(exc)
+            done.set()
+
+        worker = threading.Thread(target=sleep)
+        worker.start()
+        time.sleep(0.3)
+        forged = struct.pack("!III", 12 + 32, codec.CANCEL_REQUEST_CODE, backend_pid)
+        with socket.create_connection((relay.proxy.host, relay.proxy.port)) as sock:
+            sock.sendall(forged + bytes(32))
+            sock.settimeout(5)
+            assert sock.recv(1) == b""  # closed without an answer, like Postgres
+        assert done.wait(10)
+        worker.join()
+        assert result == [("",)]
