@@ -821,13 +821,16 @@ class ClientConnection(asyncio.Protocol):
         assert self.proxy.client_tls is not None
         loop = asyncio.get_running_loop()
         self._upgrading = True
+        # The handshake spends the startup time left, so SSLRequest plus a
+        # stalled handshake cannot hold the slot past the startup deadline.
+        left = self.started + self.proxy.settings.startup_timeout - time.monotonic()
         try:
             transport = await loop.start_tls(
                 self.transport,
                 self,
                 self.proxy.client_tls,
                 server_side=True,
-                ssl_handshake_timeout=self.proxy.settings.startup_timeout,
+                ssl_handshake_timeout=max(left, 0.01),
             )
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             log.info("TLS handshake with client %s failed: %s", _format_addr(self.addr), exc)
