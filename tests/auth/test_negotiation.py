@@ -141,3 +141,17 @@ def test_silent_connections_are_cut_at_startup_timeout(small_pgseal: PgsealProce
         assert _closed_by_server(sock, STARTUP_TIMEOUT + 5)
         held = time.monotonic() - opened
     assert STARTUP_TIMEOUT - 0.2 <= held <= STARTUP_TIMEOUT + 3, held
+
+
+def test_stalled_handshake_after_ssl_request_is_cut_at_startup_timeout(
+    small_pgseal: PgsealProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", small_pgseal.port), timeout=10) as sock:
+        opened = time.monotonic()
+        sock.sendall(codec.SSL_REQUEST)
+        assert sock.recv(1) == b"S"
+        sock.sendall(PARTIAL_HELLO)
+        assert _closed_by_server(sock, STARTUP_TIMEOUT + 5)
+        held = time.monotonic() - opened
+    assert STARTUP_TIMEOUT - 0.2 <= held <= STARTUP_TIMEOUT + 3, held
+    assert _plain_login(small_pgseal.port)[-1][0] == b"Z"
