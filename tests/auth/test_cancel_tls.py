@@ -83,7 +83,7 @@ def gate(auth_server: AuthServer) -> Iterator[TlsOnlyGate]:
     hop.close()
 
 
-@pytest.fixture(scope="module", params=["require", "prefer"])
+@pytest.fixture(scope="module", params=["require", "verify-full", "prefer"])
 def gated_pgseal(
     request: pytest.FixtureRequest, auth_server: AuthServer, gate: TlsOnlyGate
 ) -> Iterator[PgsealProcess]:
