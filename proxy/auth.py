@@ -60,6 +60,7 @@ __all__ = [
     "UserSecret",
     "auth_request",
     "parse_auth_file",
+    "peer_end_point_hash",
     "server_end_point_hash",
 ]
 
@@ -224,10 +225,6 @@ def auth_request(code: int, data: bytes = b"") -> bytes:
     return codec.message(b"R", _U32.pack(code) + data)
 
 
-def sasl_request(mechanisms: list[str]) -> bytes:
-    return codec.encode_sasl_mechanisms(mechanisms)
-
-
 def _password_message(data: bytes) -> bytes:
     return codec.message(b"p", data)
 
@@ -287,6 +284,7 @@ class ClientScram:
         self.secret = secret
         self.channel_binding = channel_binding
         self.client_key: bytes | None = None
+        self.mechanism: str | None = None  # the one the client chose
         if secret is not None:
             self._scram = secret.scram
         else:
@@ -295,7 +293,6 @@ class ClientScram:
             salt = hmac.new(mock_seed, user.encode(), hashlib.sha256).digest()[:16]
             self._scram = ScramSecret(4096, salt, secrets.token_bytes(32), secrets.token_bytes(32))
         self._server: Any = None
-        self._client_first_bare = ""
 
     @property
     def mechanisms(self) -> list[str]:
@@ -312,6 +309,7 @@ class ClientScram:
         if data is None:
             raise AuthError("08P01", "pgseal: SASLInitialResponse without a client-first-message")
         text = _decode(data)
+        self.mechanism = mechanism
         scram = self._scram
         binding = (_CB_TYPE, self.channel_binding) if mechanism == SCRAM_PLUS else None
         # A client that could bind but saw no -PLUS sends 'y': a downgrade when

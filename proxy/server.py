@@ -124,6 +124,20 @@ class ProxySettings:
         )
 
 
+class UpstreamRefused(Exception):
+    """The upstream server would not give a new connection what ``tls.upstream`` asks.
+
+    Carries the ErrorResponse a session's client gets (SQLSTATE, message,
+    hint); a cancel request only logs the message.
+    """
+
+    def __init__(self, sqlstate: str, message: str, hint: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.hint = hint
+
+
 @dataclass(frozen=True, slots=True)
 class _CancelTarget:
     secret: bytes = field(repr=False)
@@ -166,6 +180,8 @@ class Proxy:
         self._timer: asyncio.Task[None] | None = None
         self._cancel_server: asyncio.Server | None = None
         self.accepted = 0
+        # Accepted sockets not yet a ClientConnection (peek, direct TLS handshake).
+        self.handshaking = 0
 
     # -- TLS contexts ------------------------------------------------------------
     def _client_tls_context(self) -> ssl.SSLContext | None:
@@ -338,30 +354,56 @@ class Proxy:
             self.spawn(self._handle(sock, addr))
 
     async def _handle(self, sock: socket.socket, addr: object) -> None:
+        """Turn an accepted socket into a ``ClientConnection``.
+
+        The connection takes its slot (``max_client_connections``) and starts
+        its startup clock at accept, before the first byte is peeked and before
+        a direct TLS handshake: a client that sends nothing, or half a
+        ClientHello, holds exactly one slot and only until ``startup_timeout``
+        after it connected, however it splits its bytes.
+        """
         loop = asyncio.get_running_loop()
+        accepted = time.monotonic()
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn_id = next(self._ids)
-        direct_tls = False
-        if self.client_tls is not None and self.settings.tls_direct:
-            try:
-                first = await asyncio.wait_for(_peek(sock), self.settings.startup_timeout)
-            except (TimeoutError, OSError):
+        over_limit = (
+            len(self.connections) + self.handshaking >= self.settings.max_client_connections
+        )
+        self.handshaking += 1
+        try:
+            direct_tls = False
+            if self.client_tls is not None and self.settings.tls_direct:
+                try:
+                    first = await asyncio.wait_for(_peek(sock), self.settings.startup_timeout)
+                except (TimeoutError, OSError):
+                    sock.close()
+                    return
+                direct_tls = first == b"\x16"
+            left = accepted + self.settings.startup_timeout - time.monotonic()
+            if direct_tls and left <= 0:
                 sock.close()
                 return
-            direct_tls = first == b"\x16"
-        over_limit = len(self.connections) >= self.settings.max_client_connections
-        try:
-            await loop.connect_accepted_socket(
-                lambda: ClientConnection(self, conn_id, addr, over_limit, direct_tls),
-                sock,
-                ssl=self.client_tls if direct_tls else None,
-                ssl_handshake_timeout=self.settings.startup_timeout if direct_tls else None,
-            )
-        except (OSError, ssl.SSLError) as exc:
-            log.info("connection %d from %s failed before startup: %s", conn_id, addr, exc)
-            sock.close()
+            try:
+                await loop.connect_accepted_socket(
+                    lambda: ClientConnection(
+                        self, conn_id, addr, over_limit, direct_tls, started=accepted
+                    ),
+                    sock,
+                    ssl=self.client_tls if direct_tls else None,
+                    ssl_handshake_timeout=left if direct_tls else None,
+                )
+            except (OSError, ssl.SSLError, TimeoutError) as exc:
+                log.info(
+                    "connection %d from %s failed before startup: %s",
+                    conn_id,
+                    addr,
+                    str(exc) or type(exc).__name__,
+                )
+                sock.close()
+        finally:
+            self.handshaking -= 1
 
     # -- cancel ---------------------------------------------------------------------
     def register_cancel(self, action: RegisterCancelKey) -> None:
@@ -382,15 +424,43 @@ class Proxy:
             return
         cancel = codec.CancelRequest(target.upstream_pid, target.upstream_secret).encode()
         try:
-            reader, writer = await asyncio.wait_for(
-                self.open_upstream_stream(), self.settings.connect_timeout
+            await asyncio.wait_for(
+                self._send_upstream_cancel(cancel), self.settings.connect_timeout
             )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            log.warning("could not forward a cancel request: %s", str(exc) or type(exc).__name__)
+        except UpstreamRefused as exc:
+            log.warning("could not forward a cancel request: %s", exc.message)
+
+    async def _send_upstream_cancel(self, cancel: bytes) -> None:
+        """Send ``cancel`` on a new upstream connection, inside TLS per ``tls.upstream``.
+
+        The upstream cancel key is as secret as a password for the length of
+        the query (whoever has it can cancel the backend's queries), so it takes
+        the same path as the session's own traffic: SSLRequest first, then the
+        CancelRequest inside TLS (Postgres accepts that, as libpq 17 does it),
+        with the same certificate checks. Postgres answers a cancel by closing.
+        """
+        s = self.settings
+        sock = await self._upstream_socket()
+        try:
+            use_tls = await self.negotiate_upstream_tls(sock)
+        except BaseException:
+            sock.close()
+            raise
+        reader, writer = await asyncio.open_connection(
+            sock=sock,
+            ssl=self.upstream_tls if use_tls else None,
+            server_hostname=s.upstream_host if use_tls else None,
+        )
+        try:
             writer.write(cancel)
             await writer.drain()
-            await asyncio.wait_for(reader.read(), self.settings.connect_timeout)
+            await reader.read()
+        finally:
             writer.close()
-        except (OSError, TimeoutError) as exc:
-            log.warning("could not forward a cancel request: %s", exc)
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
 
     async def _relay_cancel(self, request: ForwardCancel) -> None:
         """A cancel for a key this worker did not issue goes to every sibling.
@@ -424,15 +494,6 @@ class Proxy:
         if isinstance(request, codec.CancelRequest):
             await self.forward_cancel(ForwardCancel(request.pid, request.secret), relayed=True)
 
-    async def open_upstream_stream(
-        self,
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        s = self.settings
-        if s.upstream_socket_dir:
-            path = f"{s.upstream_socket_dir}/.s.PGSQL.{s.upstream_port}"
-            return await asyncio.open_unix_connection(path)
-        return await asyncio.open_connection(s.upstream_host, s.upstream_port)
-
     # -- upstream ---------------------------------------------------------------------
     @property
     def upstream_address(self) -> str:
@@ -449,39 +510,11 @@ class Proxy:
         where = self.upstream_address
         try:
             sock = await asyncio.wait_for(self._upstream_socket(), s.connect_timeout)
-            use_tls = False
-            if self.upstream_tls is not None and sock.family != socket.AF_UNIX:
-                await loop.sock_sendall(sock, codec.SSL_REQUEST)
-                answer = await asyncio.wait_for(loop.sock_recv(sock, 1), s.connect_timeout)
-                if answer == b"S":
-                    use_tls = True
-                elif not answer:
-                    sock.close()
-                    conn.upstream_failed(
-                        "08001",
-                        f"pgseal: the database server at {where} closed the connection "
-                        "before answering (is it starting or shutting down?)",
-                        "Retry; check that PostgreSQL is running.",
-                    )
-                    return
-                elif answer == b"N":
-                    if s.tls_upstream in ("require", "verify-full"):
-                        sock.close()
-                        conn.upstream_failed(
-                            "08001",
-                            f"pgseal: the database server at {where} does not accept TLS, "
-                            f"but tls.upstream is '{s.tls_upstream}'",
-                            "Enable ssl on the server or set tls.upstream to prefer/disable.",
-                        )
-                        return
-                else:
-                    sock.close()
-                    conn.upstream_failed(
-                        "08P01", f"pgseal: unexpected answer to SSLRequest from {where}", None
-                    )
-                    return
-            elif s.tls_upstream in ("require", "verify-full") and sock.family == socket.AF_UNIX:
-                pass  # a unix socket is local; TLS does not apply to it
+            try:
+                use_tls = await self.negotiate_upstream_tls(sock)
+            except BaseException:
+                sock.close()
+                raise
             server_hostname = s.upstream_host if use_tls else None
             _transport, upstream = await asyncio.wait_for(
                 loop.create_connection(
@@ -492,6 +525,9 @@ class Proxy:
                 ),
                 s.connect_timeout,
             )
+        except UpstreamRefused as exc:
+            conn.upstream_failed(exc.sqlstate, exc.message, exc.hint)
+            return
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             reason = (
                 f"timed out after {s.connect_timeout:g} s (limits.connect_timeout_seconds)"
@@ -505,6 +541,43 @@ class Proxy:
             )
             return
         conn.upstream_ready(upstream, use_tls)
+
+    async def negotiate_upstream_tls(self, sock: socket.socket) -> bool:
+        """Ask a fresh upstream socket for TLS per ``tls.upstream``; True if TLS follows.
+
+        One place for sessions and cancel requests, so both legs are equally
+        protected: ``prefer`` takes TLS when the server offers it, ``require``
+        and ``verify-full`` refuse a server that does not. A unix socket is
+        local: TLS does not apply to it. Raises ``UpstreamRefused``.
+        """
+        s = self.settings
+        if self.upstream_tls is None or sock.family == socket.AF_UNIX:
+            return False
+        loop = asyncio.get_running_loop()
+        where = self.upstream_address
+        await loop.sock_sendall(sock, codec.SSL_REQUEST)
+        answer = await asyncio.wait_for(loop.sock_recv(sock, 1), s.connect_timeout)
+        if answer == b"S":
+            return True
+        if not answer:
+            raise UpstreamRefused(
+                "08001",
+                f"pgseal: the database server at {where} closed the connection "
+                "before answering (is it starting or shutting down?)",
+                "Retry; check that PostgreSQL is running.",
+            )
+        if answer != b"N":
+            raise UpstreamRefused(
+                "08P01", f"pgseal: unexpected answer to SSLRequest from {where}", None
+            )
+        if s.tls_upstream in ("require", "verify-full"):
+            raise UpstreamRefused(
+                "08001",
+                f"pgseal: the database server at {where} does not accept TLS, "
+                f"but tls.upstream is '{s.tls_upstream}'",
+                "Enable ssl on the server or set tls.upstream to prefer/disable.",
+            )
+        return False
 
     async def _upstream_socket(self) -> socket.socket:
         s = self.settings
@@ -564,6 +637,8 @@ class ClientConnection(asyncio.Protocol):
         addr: object,
         over_limit: bool,
         direct_tls: bool,
+        *,
+        started: float | None = None,
     ) -> None:
         s = proxy.settings
         self.proxy = proxy
@@ -581,7 +656,9 @@ class ClientConnection(asyncio.Protocol):
         self.over_limit = over_limit
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamConnection | None = None
-        self.started = time.monotonic()
+        # From accept (``Proxy._handle``): the startup deadline includes the
+        # time a direct TLS handshake took.
+        self.started = time.monotonic() if started is None else started
         self.last_activity = self.started
         self.upstream_since: float | None = None
         self._closed = False
@@ -751,13 +828,16 @@ class ClientConnection(asyncio.Protocol):
         assert self.proxy.client_tls is not None
         loop = asyncio.get_running_loop()
         self._upgrading = True
+        # The handshake spends the startup time left, so SSLRequest plus a
+        # stalled handshake cannot hold the slot past the startup deadline.
+        left = self.started + self.proxy.settings.startup_timeout - time.monotonic()
         try:
             transport = await loop.start_tls(
                 self.transport,
                 self,
                 self.proxy.client_tls,
                 server_side=True,
-                ssl_handshake_timeout=self.proxy.settings.startup_timeout,
+                ssl_handshake_timeout=max(left, 0.01),
             )
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             log.info("TLS handshake with client %s failed: %s", _format_addr(self.addr), exc)

@@ -497,6 +497,15 @@ class Session:
         """The client proved its password: log in upstream on its behalf."""
         assert self.startup is not None
         assert self.terminate is not None
+        assert self._client_scram is not None
+        log.debug(
+            "conn %d: pgseal authenticated the client with %s%s",
+            self.conn_id,
+            self._client_scram.mechanism,
+            " (bound to pgseal's certificate)"
+            if self._client_scram.mechanism == "SCRAM-SHA-256-PLUS"
+            else "",
+        )
         params = dict(self.startup.params)
         if self.terminate.upstream_user is not None:
             params["user"] = self.terminate.upstream_user
@@ -526,13 +535,18 @@ class Session:
         """The server refused pgseal's login: say so, the client's password was right."""
         fields = codec.decode_error_fields(body)
         user = self._upstream_startup.params["user"] if self._upstream_startup else "?"
+        code = fields.get("C", "28000")
         self._fatal(
-            fields.get("C", "28000"),
+            code,
             f'pgseal: the database server refused pgseal\'s login as "{user}": '
             f"{fields.get('M', 'no message')}",
+            # Only an authentication failure (class 28) is about credentials;
+            # "too many clients" and the like keep the server's own hint.
             hint="The client's password was accepted by pgseal. Check auth.upstream_user / "
             "auth.upstream_password, or that the secret in auth_file matches the server's "
-            "(pg_authid), or pg_hba.conf for pgseal's address.",
+            "(pg_authid), or pg_hba.conf for pgseal's address."
+            if code.startswith("28")
+            else fields.get("H"),
         )
 
     def _client_messages_plain(self, buf: bytes) -> bytes:

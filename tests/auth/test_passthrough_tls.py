@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from tests.auth.conftest import PASSWORDS, AuthServer, asyncpg_upstream_leg, run_psql
+from tests.conftest import PgServer
 from tests.pgseal_process import PgsealProcess
 
 USERS = {
@@ -172,3 +173,27 @@ async def test_asyncpg_tls_both_legs_passthrough(
 ) -> None:
     """asyncpg has no channel binding (gs2 flag 'n'), so SCRAM crosses TLS on both legs."""
     assert await asyncpg_upstream_leg(pt_tls_upstream, auth_server.ca) == (True, "scram_user")
+
+
+def test_upstream_tls_required_but_server_has_none(
+    pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The pip-installed Postgres has no OpenSSL: tls.upstream: require says so."""
+    if pg_server.cluster is None or pg_server.cluster.binaries.has_ssl:
+        pytest.skip("needs the embedded pip-installed server, which has no TLS")
+    from tests.pgseal_process import start_pgseal
+
+    proc = start_pgseal(
+        tmp_path_factory.mktemp("no-server-tls"),
+        f"postgresql://{pg_server.host}:{pg_server.port}/postgres",
+        "tls:\n  upstream: require\n",
+    )
+    try:
+        with pytest.raises(psycopg.OperationalError) as err:
+            psycopg.connect(proc.dsn(user="postgres", sslmode="disable"), connect_timeout=10)
+        assert "does not accept TLS, but tls.upstream is 'require'" in str(err.value)
+        # No tls.cert: pgseal answers SSLRequest with 'N', and libpq says so.
+        with pytest.raises(psycopg.OperationalError, match="server does not support SSL"):
+            psycopg.connect(proc.dsn(user="postgres", sslmode="require"), connect_timeout=10)
+    finally:
+        proc.stop()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scramp import ScramClient, ScramMechanism
 
 from proxy import codec
@@ -232,3 +234,28 @@ def test_auth_file_formats_and_errors() -> None:
         parse_auth_file('"a" "SCRAM-SHA-256$4096:xx"\n', "users.txt")
     with pytest.raises(AuthFileError, match=r'users.txt:1: expected "user" "secret"'):
         parse_auth_file("alice secret\n", "users.txt")
+
+
+_WELL_FORMED_START = st.binary(max_size=40).map(lambda tail: b"n,,n=,r=abcdefgh" + tail)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.binary(max_size=80) | st.text(max_size=80).map(str.encode) | _WELL_FORMED_START,
+    final=st.binary(max_size=120) | st.text(max_size=120).map(str.encode),
+    plus=st.booleans(),
+)
+def test_garbage_scram_messages_only_ever_fail_as_auth_errors(
+    first: bytes, final: bytes, plus: bool
+) -> None:
+    """Whatever a client sends, the answer is an AuthError (a FATAL for it), never a crash."""
+    server = ClientScram("alice", secret_for("pw"), CERT_HASH if plus else None, SEED)
+    mechanism = "SCRAM-SHA-256-PLUS" if plus else "SCRAM-SHA-256"
+
+    def exchange() -> None:
+        server.initial(mechanism, first)
+        server.final(final)
+
+    with pytest.raises(AuthError) as err:
+        exchange()
+    assert err.value.sqlstate in ("08P01", "28000", "28P01")

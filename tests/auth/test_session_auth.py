@@ -175,3 +175,28 @@ def test_passthrough_relays_y_when_the_server_offered_no_plus() -> None:
     assert to_client == []
     assert to_server == [(b"p", initial[5:])]
     assert _phase(session) is Phase.AUTH
+
+
+def test_server_refusing_pgseal_login_is_reported_as_such() -> None:
+    session = Session(5, terminate=TerminateConfig(None, SEED, "svc", "wrong-pw"))
+    _client_login(session, "pw")
+    _drain(session)
+    session.server_connected()
+    _drain(session)  # the startup packet
+    session.server_data(_auth(3))  # cleartext: pgseal sends upstream_password
+    _, to_server = _drain(session)
+    assert to_server == [(b"p", b"wrong-pw\x00")]
+    session.server_data(
+        codec.encode_error(
+            "28P01", 'password authentication failed for user "svc"', severity="FATAL"
+        )
+    )
+    to_client, _ = _drain(session)
+    fields = codec.decode_error_fields(to_client[-1][1])
+    assert fields["C"] == "28P01"
+    assert fields["M"] == (
+        'pgseal: the database server refused pgseal\'s login as "svc": '
+        'password authentication failed for user "svc"'
+    )
+    assert "accepted by pgseal" in fields["H"]
+    assert _phase(session) is Phase.CLOSED

@@ -41,10 +41,14 @@ def _upstream_leg(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[object,
 def test_auth_query_scram_plus_both_legs_tls(
     term_query: PgsealProcess, channel_binding: str
 ) -> None:
+    before = term_query.log_text().count("authenticated the client with SCRAM-SHA-256-PLUS")
     with _connect(
         term_query, "scram_user", PASSWORDS["scram_user"], channel_binding=channel_binding
     ) as conn:
         assert conn.pgconn.ssl_in_use
+        # libpq binds unless told not to; pgseal's log says which mechanism ran.
+        after = term_query.log_text().count("authenticated the client with SCRAM-SHA-256-PLUS")
+        assert after - before == (0 if channel_binding == "disable" else 1)
         tls, version, user = _upstream_leg(conn)
         assert tls is True
         assert version in ("TLSv1.2", "TLSv1.3")
@@ -235,3 +239,23 @@ def test_unreachable_auth_query_fails_every_login_alike(auth_server: AuthServer)
             assert "cannot authenticate now: the auth_query on the service connection" in str(err)
     finally:
         proc.stop()
+
+
+def test_cancel_over_tls_interrupts_pg_sleep(term_query: PgsealProcess) -> None:
+    """A cancel (psycopg's cancel_safe, libpq's PQcancelCreate, sslmode=require) reaches the
+    backend of a terminate-mode session through pgseal's own cancel key."""
+    import threading
+    import time
+
+    with _connect(term_query, "scram_user", PASSWORDS["scram_user"]) as conn:
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        timer.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(20)")
+        finally:
+            timer.cancel()
+        assert time.monotonic() - started < 10
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
