@@ -59,15 +59,17 @@ __all__ = [
 
 
 class PlanRefused(Exception):
-    """The statement cannot run safely on ciphertext; becomes a 0A000 refusal.
+    """The statement cannot run safely on ciphertext; becomes a refusal (0A000, or
+    42501 for a write whose business cannot be told, as the proxy answers it).
 
     The message names operations, tables and columns only, never literal values.
     """
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, sqlstate: str = "0A000") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.sqlstate = sqlstate
 
 
 def refuse_column(operation: str, column: ProtectedColumn, hint: str | None = None) -> PlanRefused:
@@ -86,6 +88,7 @@ def cannot_tell_tenant(column: ProtectedColumn) -> PlanRefused:
     return PlanRefused(
         f"pgseal: cannot tell which business owns this write to {column.qualified}",
         "write the tenant column as a literal or parameter, or SET pgseal.tenant",
+        sqlstate="42501",  # as when the proxy finds no tenant at Bind time
     )
 
 

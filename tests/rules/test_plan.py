@@ -374,7 +374,8 @@ REFUSALS = [
 def test_refusal(sql: str, operation: str, column: ProtectedColumn | None) -> None:
     result = plan(sql)
     assert isinstance(result, Refuse), result
-    assert result.sqlstate == "0A000"
+    # a write whose business cannot be told is a tenant error, as at Bind time
+    assert result.sqlstate == ("42501" if operation == "cannot tell" else "0A000")
     assert result.message.startswith("pgseal")
     assert operation in result.message
     if column is not None:
@@ -566,6 +567,7 @@ def test_reset_then_write_in_the_same_query_is_refused() -> None:
     result = plan("RESET pgseal.tenant; INSERT INTO customers (phone) VALUES ('a')")
     assert isinstance(result, Refuse)
     assert "cannot tell which business owns this write to public.customers.phone" in result.message
+    assert result.sqlstate == "42501"
 
 
 # --- slots, parameters and tenants ---------------------------------------------------
