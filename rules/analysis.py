@@ -48,6 +48,7 @@ __all__ = [
     "ParamRef",
     "PlanRefused",
     "SearchSite",
+    "TenantWrite",
     "UpdateGuard",
     "ValueRef",
     "ValueSite",
@@ -58,15 +59,17 @@ __all__ = [
 
 
 class PlanRefused(Exception):
-    """The statement cannot run safely on ciphertext; becomes a 0A000 refusal.
+    """The statement cannot run safely on ciphertext; becomes a refusal (0A000, or
+    42501 for a write whose business cannot be told, as the proxy answers it).
 
     The message names operations, tables and columns only, never literal values.
     """
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, sqlstate: str = "0A000") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.sqlstate = sqlstate
 
 
 def refuse_column(operation: str, column: ProtectedColumn, hint: str | None = None) -> PlanRefused:
@@ -85,6 +88,7 @@ def cannot_tell_tenant(column: ProtectedColumn) -> PlanRefused:
     return PlanRefused(
         f"pgseal: cannot tell which business owns this write to {column.qualified}",
         "write the tenant column as a literal or parameter, or SET pgseal.tenant",
+        sqlstate="42501",  # as when the proxy finds no tenant at Bind time
     )
 
 
@@ -248,6 +252,18 @@ class UpdateGuard:
 
 
 @dataclass(slots=True)
+class TenantWrite:
+    """An INSERT sealing for the session's tenant without naming the tenant column:
+    the column is added, each row's value its tenant, so the row and its envelopes
+    agree on the business."""
+
+    schema: exp.Schema
+    tenant_column: str
+    column: ProtectedColumn  # the first column sealed (named in a refusal)
+    rows: list[tuple[exp.Tuple, TenantSource]]
+
+
+@dataclass(slots=True)
 class Findings:
     reads: set[str] = field(default_factory=set)
     writes: set[str] = field(default_factory=set)
@@ -256,6 +272,7 @@ class Findings:
     searches: list[SearchSite] = field(default_factory=list)
     guards: list[ConflictGuard] = field(default_factory=list)
     update_guards: list[UpdateGuard] = field(default_factory=list)
+    tenant_writes: list[TenantWrite] = field(default_factory=list)
     # Top-level query outputs (position -> protected column), when computable.
     outputs: tuple[ProtectedColumn | None, ...] | None = None
     output_names: tuple[str, ...] | None = None
@@ -263,7 +280,12 @@ class Findings:
     @property
     def needs_rewrite(self) -> bool:
         return bool(
-            self.values or self.blind_writes or self.searches or self.guards or self.update_guards
+            self.values
+            or self.blind_writes
+            or self.searches
+            or self.guards
+            or self.update_guards
+            or self.tenant_writes
         )
 
 
@@ -831,6 +853,7 @@ class Analyzer:
         self.reject_blind_columns(table, names)
         protected = [table.column(n) for n in names]
         row_tenants: list[TenantSource] = []
+        first_sealed: ProtectedColumn | None = None
         if isinstance(source_q, exp.Values):
             schema_bw: dict[str, BlindWriteSite] = {}
             for row in source_q.expressions:
@@ -851,6 +874,8 @@ class Analyzer:
                             "INSERT of a computed value", col, "send a literal or a parameter"
                         )
                     self.findings.values.append(ValueSite(value, ref, col, tenant))
+                    if first_sealed is None and isinstance(ref, ParamRef | LiteralValue):
+                        first_sealed = col
                     if col.searchable:
                         assert schema is not None
                         site = schema_bw.get(name)
@@ -859,6 +884,19 @@ class Analyzer:
                             schema_bw[name] = site
                             self.findings.blind_writes.append(site)
                         site.values.append((ref, tenant, value))
+            if first_sealed is not None and table.tenant_column not in names:
+                assert schema is not None
+                rows = [r for r in source_q.expressions if isinstance(r, exp.Tuple)]
+                if len(rows) != len(row_tenants):
+                    raise refuse_table("INSERT without its tenant column", table)
+                self.findings.tenant_writes.append(
+                    TenantWrite(
+                        schema,
+                        table.tenant_column,
+                        first_sealed,
+                        list(zip(rows, row_tenants, strict=True)),
+                    )
+                )
         elif source_q is not None:
             self.query(source_q, parent, ctes)
             for col in protected:

@@ -158,7 +158,7 @@ def plan_statement(sql: str, rules: Rules, declared_param_count: int = 0) -> Pla
     try:
         return _plan(sql, rules, prefilter, declared_param_count)
     except PlanRefused as refusal:
-        return Refuse(refusal.message, refusal.hint)
+        return Refuse(refusal.message, refusal.hint, refusal.sqlstate)
     except (AttributeError, TypeError, ValueError, KeyError, IndexError, AssertionError):
         # A tree shape the analyser does not expect (sqlglot parses some rare
         # syntax into unusual nodes). The text names a protected table, so the
@@ -434,6 +434,7 @@ class _StatementPlanner:
             raise PlanRefused(
                 f"pgseal: cannot tell which business owns this write to {col.qualified}",
                 "do not RESET pgseal.tenant in the same query string as the write",
+                sqlstate="42501",
             )
         result = apply_rewrites(tree, findings, text, declared)
         return info, _Rewritten(

@@ -117,6 +117,19 @@ def add_blind_index_writes(tree: exp.Expr, ctx: RewriteContext) -> exp.Expr:
     return tree
 
 
+def add_tenant_column(tree: exp.Expr, ctx: RewriteContext) -> exp.Expr:
+    """An INSERT sealing for the session's tenant also writes that tenant's id."""
+    for write in ctx.findings.tenant_writes:
+        ctx.changed = True
+        write.schema.set(
+            "expressions", [*write.schema.expressions, make_identifier(write.tenant_column)]
+        )
+        for row, tenant in write.rows:
+            value = ctx.slot(Literal(None), TenantValue(write.column), tenant)
+            row.set("expressions", [*row.expressions, value])
+    return tree
+
+
 def seal_values(tree: exp.Expr, ctx: RewriteContext) -> exp.Expr:
     """Replace every value written into a protected column by its sealed form."""
     for site in ctx.findings.values:
@@ -196,6 +209,7 @@ def guard_update_tenant(tree: exp.Expr, ctx: RewriteContext) -> exp.Expr:
 #: The rewrite steps, in the order they must run.
 REWRITES: tuple[Step, ...] = (
     add_blind_index_writes,
+    add_tenant_column,
     seal_values,
     search_by_blind_index,
     guard_conflict_tenant,

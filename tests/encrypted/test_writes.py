@@ -258,3 +258,23 @@ async def test_values_that_only_look_like_envelopes_are_sealed(
         assert_envelope(stored["c_bytea"])
         assert stored["c_bytea"] not in fakes
         assert_envelope(stored["c_jsonb"], "binary jsonb")
+
+
+async def test_insert_for_the_session_tenant_writes_the_tenant_column(
+    app: asyncpg.Connection, raw: asyncpg.Connection
+) -> None:
+    """Without the tenant column the row would not say which business its envelopes
+    belong to (NOT NULL failed; a column default could name another business)."""
+    await app.execute("SET pgseal.tenant = '9'")
+    await app.execute("INSERT INTO customers (name, phone) VALUES ($1, $2)", "nt1", "p-nt1")
+    await app.execute("INSERT INTO customers (name, phone, email) VALUES ('nt2', 'p-nt2', 'e@x')")
+    rows = await raw.fetch("SELECT business_id, name, phone FROM customers ORDER BY name")
+    assert [(r["business_id"], r["name"]) for r in rows] == [(9, "nt1"), (9, "nt2")]
+    for row in rows:
+        assert_envelope(row["phone"], "p-nt")
+    got = await app.fetch("SELECT name, phone FROM customers WHERE email = 'e@x'")
+    assert [tuple(r) for r in got] == [("nt2", "p-nt2")]
+    await app.execute("RESET pgseal.tenant")
+    with pytest.raises(asyncpg.PostgresError) as info:  # no tenant at all: refused
+        await app.execute("INSERT INTO customers (name, phone) VALUES ('nt3', 'p-nt3')")
+    assert "cannot tell which business owns this write" in str(info.value)

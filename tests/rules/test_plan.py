@@ -140,6 +140,16 @@ REWRITES = [
         "DELETE FROM customers WHERE tax_id = $1 AND business_id = $2",
         "DELETE FROM customers WHERE tax_id_bidx = $3 AND business_id = $2",
     ),
+    # an INSERT sealing for the session's tenant writes the tenant column too
+    (
+        "INSERT INTO customers (company_name, phone) VALUES ($1, $2), ('b', NULL)",
+        "INSERT INTO customers (company_name, phone, business_id) VALUES ($1, $2, $3), "
+        "($4, NULL, $5)",
+    ),
+    (
+        "INSERT INTO customers (id, phone) VALUES (1, NULL)",
+        "INSERT INTO customers (id, phone) VALUES (1, NULL)",
+    ),
     # an UPDATE sealing for the session's tenant is restricted to that tenant's rows
     (
         "UPDATE customers SET phone = $1 WHERE id = $2",
@@ -364,7 +374,8 @@ REFUSALS = [
 def test_refusal(sql: str, operation: str, column: ProtectedColumn | None) -> None:
     result = plan(sql)
     assert isinstance(result, Refuse), result
-    assert result.sqlstate == "0A000"
+    # a write whose business cannot be told is a tenant error, as at Bind time
+    assert result.sqlstate == ("42501" if operation == "cannot tell" else "0A000")
     assert result.message.startswith("pgseal")
     assert operation in result.message
     if column is not None:
@@ -543,10 +554,12 @@ def test_other_settings_pass_through() -> None:
 
 def test_tenant_set_earlier_in_the_same_query_is_used() -> None:
     result = rewrite("SET pgseal.tenant = '42'; INSERT INTO customers (phone) VALUES ('a')")
-    assert result.slots[0].tenant == TenantLiteral("42")
+    assert [s.tenant for s in result.slots] == [TenantLiteral("42")] * 2
     assert result.statements[0].tenant_command == TenantCommand("42", False)
-    assert result.render_simple([b"\x01"]) == (
-        "SET pgseal.tenant = '42'; INSERT INTO customers (phone) VALUES ('\\x01'::bytea)"
+    # the row gets the tenant its envelope is sealed for
+    assert result.render_simple([b"\x01", b"42"]) == (
+        "SET pgseal.tenant = '42'; "
+        "INSERT INTO customers (phone, business_id) VALUES ('\\x01'::bytea, '42')"
     )
 
 
@@ -554,6 +567,7 @@ def test_reset_then_write_in_the_same_query_is_refused() -> None:
     result = plan("RESET pgseal.tenant; INSERT INTO customers (phone) VALUES ('a')")
     assert isinstance(result, Refuse)
     assert "cannot tell which business owns this write to public.customers.phone" in result.message
+    assert result.sqlstate == "42501"
 
 
 # --- slots, parameters and tenants ---------------------------------------------------
