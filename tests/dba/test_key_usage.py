@@ -109,7 +109,8 @@ async def test_key_id_sql_accepts_exactly_what_the_guard_accepts(dba: DbaEnv) ->
         )
     finally:
         await con.close()
-    for value, row in zip(texts + blobs, got_text + got_bytea, strict=True):
+    values: list[str | bytes] = [*texts, *blobs]
+    for value, row in zip(values, got_text + got_bytea, strict=True):
         assert (row["k"] is not None) == row["ok"], value
     assert [r["ok"] for r in got_text] == [True, True, True, True] + [False] * 8
     assert [r["k"] for r in got_text[:3]] == [key_id_bytes(7)] * 3
