@@ -8,7 +8,10 @@ real CLI, timing each command and printing its output as a DBA sees it:
     pgseal migrate               (seal 3 columns + blind index)
     pgseal audit                 (structure and key ids only)
     pgseal audit --master-key    (also authenticates every envelope)
-    pgseal keys rotate --all; pgseal reencrypt
+    pgseal keys rotate --all; pgseal keys list --tenant 1; pgseal keys destroy (refused)
+    pgseal reencrypt
+    pgseal keys list             (values per key version, counted in Postgres)
+    pgseal keys destroy --tenant 1 --version 1
 
 rows/s is the number of table rows divided by the wall time of the command,
 Python start-up included. The output of this script is what docs/DBA.md and
@@ -128,9 +131,14 @@ def main() -> int:
                 ),
             }
             run("keys rotate", ["keys", "rotate", "--all", *c], env, rows)
+            run("keys list", ["keys", "list", "--tenant", "1", *c], env, rows)
+            destroy = ["keys", "destroy", "--tenant", "1", "--version", "1", *c]
+            run("keys destroy (refused)", destroy, env, rows)
             rates["reencrypt"] = run(
                 "reencrypt", ["reencrypt", *c, "--batch-size", "2000"], env, rows
             )
+            rates["keys list (counts)"] = run("keys list", ["keys", "list", *c], env, rows)
+            run("keys destroy", destroy, env, rows)
             print(f"summary ({rows} rows, 3 configured columns, wall time incl. start-up):")
             for name, rate in rates.items():
                 print(f"  {name:20s} {rate:10,.0f} rows/s")

@@ -411,7 +411,7 @@ class KeyStore:
             key_id, state = rows[0]["key_id"], rows[0]["state"]
             if state == "active":
                 raise KeyStoreError(
-                    f"version {version} is tenant {tenant!r}'s active data key; "
+                    f"version {version} is the active data key of tenant {tenant!r}; "
                     "run 'pgseal keys rotate' and 'pgseal reencrypt' first"
                 )
             if state == "destroyed":

@@ -20,6 +20,12 @@ success, 1 on any error (one line on stderr, never a traceback), 2 for a bad
 configuration file (as ``pgseal`` does for every command). Nothing printed ever
 contains key bytes; ``generate-master`` prints the new key only to stdout (or
 writes it to a 0600 file with ``--out``).
+
+With ``--config``, ``list`` also counts the values under each data-key version
+in the configured columns (``proxy.audit.key_version_usage``) and ``destroy``
+refuses a retired version that still seals any. :func:`command_handler` is the
+one error wrapper of every ``pgseal`` subcommand outside ``proxy.cli`` (here and
+in ``proxy.cli_dba``).
 """
 
 from __future__ import annotations

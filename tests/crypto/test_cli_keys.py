@@ -65,6 +65,7 @@ def master_env(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ("rotate", ["--tenant", "--all", "--dsn", "--master-key", "--dry-run"]),
         ("shred", ["--tenant", "--yes", "--dsn", "--master-key", "--dry-run"]),
         ("list", ["--tenant", "--dsn", "--config", "--master-key"]),
+        ("destroy", ["--tenant", "--version", "--force", "--no-vacuum", "--config", "--dry-run"]),
     ],
 )
 def test_every_subcommand_has_help(
@@ -271,3 +272,67 @@ async def test_rotate_master_with_unknown_target(
     assert code == 1
     assert "is not loaded" in err
     assert master_env[0] in err
+
+
+async def test_destroy_one_retired_version(
+    capsys: pytest.CaptureFixture[str], keys_db: str, master_env: list[str]
+) -> None:
+    from crypto.errors import KeyDestroyed
+    from crypto.master import load_master_keys
+
+    db, one = ["--dsn", keys_db], ["--master-key", "env:PGSEAL_CLI_MK1"]
+    fc = await FieldCrypto.connect(keys_db, load_master_keys(["env:PGSEAL_CLI_MK1"]))
+    try:
+        watch_secret("cli-destroy-old")
+        old = await fc.seal_for("t9", PHONE, b"cli-destroy-old")
+        assert await fc.open_for(PHONE, old, tenant="t9") == b"cli-destroy-old"  # now cached
+        code, _, _ = await run(capsys, "rotate", "--tenant", "t9", *db, *one)
+        assert code == 0
+
+        for version, message in (
+            ("2", "version 2 is the active data key of tenant 't9'; run 'pgseal keys rotate'"),
+            ("7", "tenant 't9' has no data key version 7"),
+        ):
+            code, _, err = await run(
+                capsys, "destroy", "--tenant", "t9", "--version", version, "--force", *db
+            )
+            assert code == 1
+            assert message in err
+            assert err.startswith("pgseal keys destroy: error:")
+        # Nothing can be counted without --config: refused unless --force.
+        code, _, err = await run(capsys, "destroy", "--tenant", "t9", "--version", "1", *db)
+        assert code == 1
+        assert "without --config PATH" in err
+        code, out, _ = await run(
+            capsys, "destroy", "--tenant", "t9", "--version", "1", "--force", "--dry-run", *db
+        )
+        assert (code, out.strip()) == (0, "dry run: version 1 of tenant 't9' would be destroyed")
+        assert await fc.open_for(PHONE, old, tenant="t9") == b"cli-destroy-old"
+
+        code, out, _ = await run(
+            capsys, "destroy", "--tenant", "t9", "--version", "1", "--force", *db
+        )
+        assert code == 0
+        assert "destroyed version 1 of tenant 't9'" in out
+        assert "vacuumed" in out
+        # The running process hears of it and drops the cached key.
+        for _ in range(100):
+            try:
+                await fc.open_for(PHONE, old, tenant="t9")
+            except KeyDestroyed:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the destroyed key still opened its value")
+        new = await fc.seal_for("t9", PHONE, b"cli-destroy-old")  # the active key still works
+        assert await fc.open_for(PHONE, new, tenant="t9") == b"cli-destroy-old"
+    finally:
+        await fc.close()
+    code, out, _ = await run(capsys, "list", "--tenant", "t9", *db)
+    assert [line.split()[:4] for line in out.splitlines()[1:]] == [
+        ["t9", "data", "1", "destroyed"],
+        ["t9", "data", "2", "active"],
+        ["t9", "index", "1", "active"],
+    ]
+    code, out, _ = await run(capsys, "destroy", "--tenant", "t9", "--version", "1", "--force", *db)
+    assert (code, out.strip()) == (0, "version 1 of tenant 't9' was already destroyed")

@@ -13,6 +13,7 @@ import os
 from crypto.envelope import MIN_ENVELOPE_LEN, VERSION, armor, key_id_bytes
 from proxy.audit import KeyVersionUsage, audit, key_version_usage
 from rules.model import ProtectedColumn, ProtectedTable, Rules
+from rules.schema_check import GUARD_FUNCTIONS_SQL, stored_key_id_sql
 from tests.dba.conftest import DbaEnv
 
 KEYS = {  # key id -> (tenant, version, state)
@@ -82,3 +83,35 @@ async def test_sql_count_matches_the_audit(dba: DbaEnv) -> None:
         KeyVersionUsage("c", 1, "destroyed", 2),
     ]
     assert usage == scanned.key_versions
+
+
+async def test_key_id_sql_accepts_exactly_what_the_guard_accepts(dba: DbaEnv) -> None:
+    # The counter inlines the guard's test (rewritten for speed in the text form).
+    note = RULES.tables["public.contacts"].columns["note"]
+    phone = RULES.tables["public.contacts"].columns["phone"]
+    texts = [armor(_envelope(7, 0)), armor(_envelope(7, 1)), armor(_envelope(7, 2)),
+             "pgseal1:" + "A" * 50, "pgseal1:" + "A" * 49, "pgseal1:A" + "b" * 48 + "==",
+             "pgseal1:B" + "b" * 60, "pgseal1:A" + "b" * 60 + "===", "pgseal1:A" + "b" * 60 + "!",
+             "xpgseal1:A" + "b" * 60, "", "plain note"]  # fmt: skip
+    blobs = [_envelope(7, 0), _envelope(7, 0)[:-1], b"\x02" + _envelope(7)[1:], b"", b"x" * 80]
+    con = await dba.connect()
+    try:
+        await con.execute(GUARD_FUNCTIONS_SQL)
+        got_text = await con.fetch(
+            f"SELECT ({stored_key_id_sql(note)}) AS k, pgseal.is_armored_envelope(note) AS ok"
+            " FROM unnest($1::text[]) AS note",
+            texts,
+        )
+        got_bytea = await con.fetch(
+            f"SELECT ({stored_key_id_sql(phone)}) AS k, pgseal.is_envelope(phone) AS ok"
+            " FROM unnest($1::bytea[]) AS phone",
+            blobs,
+        )
+    finally:
+        await con.close()
+    values: list[str | bytes] = [*texts, *blobs]
+    for value, row in zip(values, got_text + got_bytea, strict=True):
+        assert (row["k"] is not None) == row["ok"], value
+    assert [r["ok"] for r in got_text] == [True, True, True, True] + [False] * 8
+    assert [r["k"] for r in got_text[:3]] == [key_id_bytes(7)] * 3
+    assert [r["ok"] for r in got_bytea] == [True, False, False, False, False]
