@@ -578,7 +578,8 @@ def _envelope_cells(raw: bytes | None) -> tuple[str, str]:
     if len(raw) < 21 or raw[0] != 1:
         return "", f"NOT AN ENVELOPE ({len(raw)} bytes)"
     key_id = int.from_bytes(raw[1:9], "big")
-    return f"{key_id:016x}", f"v1 {raw[21:25].hex()}… {len(raw)} B"
+    # Decimal, as pgseal.keys.key_id (bigint) and pgseal's error messages show it.
+    return str(key_id), f"v1 {raw[21:25].hex()}… {len(raw)} B"
 
 
 def _show(console: Console, findings: _Findings) -> None:
@@ -629,7 +630,7 @@ def _show(console: Console, findings: _Findings) -> None:
     )
     keys.add_column("business", overflow="fold")
     keys.add_column("purpose", no_wrap=True)
-    keys.add_column("key id", no_wrap=True, min_width=16)
+    keys.add_column("key id", no_wrap=True, min_width=19)
     keys.add_column("version", no_wrap=True)
     keys.add_column("state", no_wrap=True)
     keys.add_column("stored", no_wrap=True)
@@ -637,7 +638,7 @@ def _show(console: Console, findings: _Findings) -> None:
         keys.add_row(
             key.business,
             "data" if key.kind == "data" else "search index",
-            f"{key.key_id:016x}",
+            str(key.key_id),
             str(key.version),
             key.state,
             f"wrapped, {key.wrapped_size} B",

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import asyncpg
 
+from proxy.embedded import EmbeddedPostgres
 from tests.conftest import PgServer
 from tests.pgseal_process import REPO_ROOT
 
 # A cell pair of the side-by-side tables: key id, then version, first bytes, size.
-ENVELOPE = re.compile(r"│ ([0-9a-f]{16}) │ v1 [0-9a-f]{8}… \d+ B")
-KEY_ROW = re.compile(r"│ (data|search index) +│ ([0-9a-f]{16}) ")
+ENVELOPE = re.compile(r"│ ([0-9]{1,19}) +│ v1 [0-9a-f]{8}… \d+ B")
+KEY_ROW = re.compile(r"│ (data|search index) +│ ([0-9]{1,19}) ")
 # A master key as pgseal's providers take it: base64 of 32 bytes.
 BASE64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
 PLAINTEXTS = (
@@ -135,13 +137,21 @@ async def stop(demo: asyncio.subprocess.Process, sig: signal.Signals) -> None:
     assert b"Traceback" not in errors + rest
 
 
-async def test_demo_keep_running_with_dir_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    async with running_demo("--dir", str(tmp_path)) as (demo, seen):
-        assert f"PostgreSQL's data: {tmp_path} (kept)" in seen
-        assert (tmp_path / "postgres" / "postmaster.pid").exists()
-        await stop(demo, signal.SIGTERM)
-    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
-    assert (tmp_path / "postgres" / "PG_VERSION").exists()  # --dir keeps the data
+async def test_demo_keep_running_with_dir_stops_cleanly_on_sigterm() -> None:
+    # Not under pytest's basetemp: another pytest run may chmod it 0700 meanwhile,
+    # and PostgreSQL runs as its own system user when the tests run as root.
+    directory = Path(tempfile.mkdtemp(prefix="pgseal-demo-test-"))
+    try:
+        async with running_demo("--dir", str(directory)) as (demo, seen):
+            assert f"PostgreSQL's data: {directory} (kept)" in seen
+            assert (directory / "postgres" / "postmaster.pid").exists()
+            await stop(demo, signal.SIGTERM)
+        assert not (directory / "postgres" / "postmaster.pid").exists()
+        assert (directory / "postgres" / "PG_VERSION").exists()  # --dir keeps the data
+    finally:
+        # A failed demo must not leave its PostgreSQL running.
+        await asyncio.to_thread(EmbeddedPostgres(datadir=directory / "postgres").stop)
+        await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
 
 
 async def test_demo_keep_running_on_an_existing_server(pg_server: PgServer) -> None:

@@ -14,11 +14,15 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import psycopg
 import pytest
 import trustme
 
@@ -64,6 +68,37 @@ class AuthServer:
         return self.cluster.psql(
             f"SELECT rolpassword FROM pg_authid WHERE rolname = '{user}'"
         ).strip()
+
+
+def cancel_once_running(
+    server: AuthServer, conn: psycopg.Connection[Any], query: str
+) -> threading.Thread:
+    """Call ``conn.cancel_safe()`` as soon as the server runs ``query``.
+
+    A fixed delay races a loaded machine: a cancel that arrives before the
+    query starts cancels nothing, and the test waits out the whole sleep. The
+    thread watches pg_stat_activity (as the superuser, over the unix socket)
+    instead, which also proves the statement really reached the server.
+    """
+    cluster = server.cluster
+
+    def watch() -> None:
+        dsn = f"host={cluster.socket_dir} port={cluster.port} user=postgres dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as watcher:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = %s",
+                    (query,),
+                ).fetchone()
+                if row is not None and row[0] > 0:
+                    conn.cancel_safe()
+                    return
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 def _scram_text(secret: ScramSecret) -> str:

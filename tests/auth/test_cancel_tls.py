@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from proxy import codec
-from tests.auth.conftest import AuthServer, _start, _tls_yaml
+from tests.auth.conftest import AuthServer, _start, _tls_yaml, cancel_once_running
 from tests.pgseal_process import PgsealProcess
 
 
@@ -97,8 +97,11 @@ def gated_pgseal(
     )
 
 
+SLEEP = "SELECT pg_sleep(20)"
+
+
 def test_cancel_goes_to_the_upstream_inside_tls(
-    gated_pgseal: PgsealProcess, gate: TlsOnlyGate
+    gated_pgseal: PgsealProcess, gate: TlsOnlyGate, auth_server: AuthServer
 ) -> None:
     dsn = gated_pgseal.dsn(user="trust_user", sslmode="disable")
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
@@ -106,15 +109,12 @@ def test_cancel_goes_to_the_upstream_inside_tls(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
         ).fetchone() == (True,)
         links_before = gate.tls_links
-        timer = threading.Timer(0.5, conn.cancel_safe)
-        timer.start()
+        watcher = cancel_once_running(auth_server, conn, SLEEP)
         began = time.monotonic()
-        try:
-            with pytest.raises(psycopg.errors.QueryCanceled) as err:
-                conn.execute("SELECT pg_sleep(20)")
-        finally:
-            timer.cancel()
+        with pytest.raises(psycopg.errors.QueryCanceled) as err:
+            conn.execute(SLEEP)
         elapsed = time.monotonic() - began
+        watcher.join(5)
         # The server says why it stopped: the cancel reached the backend.
         assert "canceling statement due to user request" in str(err.value)
         assert elapsed < 10, f"pg_sleep ran {elapsed:.1f} s: the cancel did not arrive"

@@ -18,7 +18,13 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.auth.conftest import PASSWORDS, AuthServer, asyncpg_upstream_leg, run_psql
+from tests.auth.conftest import (
+    PASSWORDS,
+    AuthServer,
+    asyncpg_upstream_leg,
+    cancel_once_running,
+    run_psql,
+)
 from tests.pgseal_process import PgsealProcess
 
 
@@ -241,21 +247,19 @@ def test_unreachable_auth_query_fails_every_login_alike(auth_server: AuthServer)
         proc.stop()
 
 
-def test_cancel_over_tls_interrupts_pg_sleep(term_query: PgsealProcess) -> None:
+def test_cancel_over_tls_interrupts_pg_sleep(
+    term_query: PgsealProcess, auth_server: AuthServer
+) -> None:
     """A cancel (psycopg's cancel_safe, libpq's PQcancelCreate, sslmode=require) reaches the
     backend of a terminate-mode session through pgseal's own cancel key."""
-    import threading
     import time
 
     with _connect(term_query, "scram_user", PASSWORDS["scram_user"]) as conn:
-        timer = threading.Timer(0.5, conn.cancel_safe)
-        timer.start()
+        watcher = cancel_once_running(auth_server, conn, "SELECT pg_sleep(20)")
         started = time.monotonic()
-        try:
-            with pytest.raises(psycopg.errors.QueryCanceled):
-                conn.execute("SELECT pg_sleep(20)")
-        finally:
-            timer.cancel()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(20)")
         assert time.monotonic() - started < 10
+        watcher.join(5)
         conn.rollback()
         assert conn.execute("SELECT 1").fetchone() == (1,)
