@@ -135,18 +135,30 @@ async def test_refusal_inside_a_transaction_behaves_like_an_error(
 async def test_refusal_in_a_psycopg_pipeline_skips_to_sync(
     stack: Stack, raw: asyncpg.Connection
 ) -> None:
+    """A refusal mid-pipeline does what a server error there does: Postgres itself
+    is the control (the same pipeline with ``1/0`` in the refused one's place)."""
     m = marker()
-    async with await psycopg.AsyncConnection.connect(stack.conninfo(), autocommit=True) as conn:
 
-        async def pipeline() -> None:
-            async with conn.pipeline():
-                await conn.execute("INSERT INTO plain VALUES (%s, %s)", (1, "before"))
-                await conn.execute(f"SELECT phone FROM customers WHERE name = '{m}' ORDER BY phone")
-                await conn.execute("INSERT INTO plain VALUES (%s, %s)", (2, m))
+    async def pipeline(conninfo: str, middle: str) -> tuple[str, int]:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            await conn.execute("TRUNCATE plain")
+            with pytest.raises(psycopg.Error) as info:
+                async with conn.pipeline():
+                    await conn.execute("INSERT INTO plain VALUES (%s, %s)", (1, "before"))
+                    await conn.execute(middle)
+                    await conn.execute("INSERT INTO plain VALUES (%s, %s)", (2, m))
+            cur = await conn.execute("SELECT count(*) FROM plain")  # the session is usable
+            row = await cur.fetchone()
+            assert row is not None
+            return str(info.value), row[0]
 
-        with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
-            await pipeline()
-        assert "ORDER BY on encrypted column public.customers.phone" in str(info.value)
-        cur = await conn.execute("SELECT count(*) FROM plain")
-        assert await cur.fetchone() == (1,)  # the first ran (autocommit), the last was skipped
+    _, direct_count = await pipeline(
+        f"host=127.0.0.1 port={stack.cluster.port} user=postgres dbname=postgres",
+        "SELECT 1/0",
+    )
+    message, count = await pipeline(
+        stack.conninfo(), f"SELECT phone FROM customers WHERE name = '{m}' ORDER BY phone"
+    )
+    assert "ORDER BY on encrypted column public.customers.phone" in message
+    assert count == direct_count  # the last INSERT was skipped, the first as Postgres does
     await assert_never_reached(stack, m)
