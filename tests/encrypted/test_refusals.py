@@ -142,11 +142,15 @@ async def test_refusal_in_a_psycopg_pipeline_skips_to_sync(
     async def pipeline(conninfo: str, middle: str) -> tuple[str, int]:
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             await conn.execute("TRUNCATE plain")
-            with pytest.raises(psycopg.Error) as info:
+
+            async def run() -> None:
                 async with conn.pipeline():
                     await conn.execute("INSERT INTO plain VALUES (%s, %s)", (1, "before"))
                     await conn.execute(middle)
                     await conn.execute("INSERT INTO plain VALUES (%s, %s)", (2, m))
+
+            with pytest.raises(psycopg.Error) as info:
+                await run()
             cur = await conn.execute("SELECT count(*) FROM plain")  # the session is usable
             row = await cur.fetchone()
             assert row is not None
