@@ -49,7 +49,8 @@ async def test_seal_and_open(facade: FieldCrypto, keys_db: str, ring: MasterKeyR
     envelopes = [await facade.seal_for("42", PHONE, v) for v in values]
     assert len({peek_key_id(e) for e in envelopes}) == 1
     for v, e in zip(values, envelopes, strict=True):
-        assert v not in e[21:] or not v
+        if len(v) >= 6:  # a shorter value turns up in random ciphertext by chance
+            assert v not in e[21:]
         assert await facade.open_for(PHONE, e) == v
         assert await facade.open_for(PHONE, e, tenant="42") == v
         assert facade.try_open_cached(PHONE, e, tenant="42") == v
