@@ -537,6 +537,8 @@ class SessionCrypto:
         need_keys: set[int] = set()
         values: list[bytes | None] = list(bind.params)
         formats = [bind.param_format(i) for i in range(len(values))]
+        # Every field of a row names the same tenant source: resolve it once.
+        tenants: dict[int, str] = {}
         for p in plan.params:
             i = p.index - 1
             if p.action is BindAction.REPLACE_WITH_NULL:
@@ -544,7 +546,8 @@ class SessionCrypto:
             elif p.action is BindAction.SEAL and bind.params[i] is not None:
                 assert p.column is not None
                 assert p.tenant is not None
-                tenant = self._tenant(p.tenant, bind, stmt, p.column)
+                tenant = tenants.get(id(p.tenant)) or self._tenant(p.tenant, bind, stmt, p.column)
+                tenants[id(p.tenant)] = tenant
                 try:
                     values[i] = self._seal_param(
                         p.column, tenant, bind.params[i] or b"", formats[i], stmt, i
