@@ -196,3 +196,24 @@ async def test_remembered_rows_stay_within_their_bound(
         assert session.enc.opened_rows.size <= 4000
     remembered = sum(len(t) for t in session.enc.opened_rows.by_fields.values())
     assert 0 < remembered < 100
+
+
+async def test_a_run_of_rows_stops_before_the_one_that_needs_the_per_field_path(
+    crypt: tuple[SessionCrypto, DataKey],
+) -> None:
+    session, key = crypt
+    good = [seal(key, NAME.qualified, b"%d" % i) for i in range(3)]
+    unknown = good[1][:1] + (99).to_bytes(8, "big") + good[1][9:]
+    rows = [codec.encode_data_row([e]) for e in (good[0], unknown, good[2])]
+    buf = b"".join(rows) + codec.message(b"C", b"SELECT 3\x00")
+    state = portal({0: NAME}, 1, (1,))
+    parts, stop = session.data_rows(buf, 0, 1 << 20, state)
+    assert parts == [codec.encode_data_row([b"0"])]
+    assert stop == len(rows[0])  # the session frames the unknown key's row itself
+    assert both(session, rows[1][5:], state) == ("need", frozenset({99}), frozenset())
+    parts, stop = session.data_rows(buf, stop + len(rows[1]), 1 << 20, state)
+    assert parts == [codec.encode_data_row([b"2"])]
+    assert buf[stop : stop + 1] == b"C"
+    # An incomplete or oversized row is left to the session's framing too.
+    assert session.data_rows(buf[: len(rows[0]) - 1], 0, 1 << 20, state) == ([], 0)
+    assert session.data_rows(buf, 0, 8, state) == ([], 0)
