@@ -166,6 +166,7 @@ def run(session: Session, client: bytes, server: bytes, count: int) -> float:
         session.to_client = []
     elapsed = time.perf_counter() - start
     assert session.idle, "the session lost track of the transaction"
+    assert not session.actions, "the replay needed keys or failed"
     return elapsed / count
 
 
@@ -182,7 +183,13 @@ def main() -> int:
 async def measure(args: argparse.Namespace) -> int:
     # The key cache arms its TTL timers on the running loop: the replay runs in one.
     session, read_client, read_server, write_client, write_server, raw, env = build(0)
-    remembered = build(OPENED_ROWS_BYTES)[0]
+    # Its own key and replays: envelopes of the other build would not open.
+    remembered, again_client, again_server, *_ = build(OPENED_ROWS_BYTES)
+    _, again = check(remembered, again_client, again_server)
+    assert field_value(0, 0) in again
+    assert check(remembered, again_client, again_server)[1] == again  # the same, remembered
+    assert remembered.encryption is not None
+    assert sum(len(t) for t in remembered.encryption.opened_rows.by_fields.values()) == ROWS
 
     # The replays do what they claim: plaintext out, envelopes in.
     _, to_client = check(session, read_client, read_server)
@@ -196,7 +203,7 @@ async def measure(args: argparse.Namespace) -> int:
 
     workloads = {
         "read": (session, read_client, read_server),
-        "reread": (remembered, read_client, read_server),
+        "reread": (remembered, again_client, again_server),
         "write": (session, write_client, write_server),
     }
     for name, (session, client, server) in workloads.items():
