@@ -447,6 +447,8 @@ class SessionCrypto:
         self.catalog_stale = False
         #: The COPY transform of the Query just sent (proxy.copy_stream), if any.
         self.copy_pending: object | None = None
+        #: (id of a RowColumns, result formats) -> how its DataRows are opened.
+        self.row_plans: dict[tuple[int, tuple[int, ...]], RowPlan] = {}
 
     # -- tenant --------------------------------------------------------------------
     @property
@@ -945,8 +947,20 @@ class SessionCrypto:
 
     def _plan_of(self, state: PortalState, columns: RowColumns) -> RowPlan:
         plan = state.row_plan
+        if plan is not None and plan.columns is columns:
+            return plan
+        # A prepared statement's portals share its RowColumns: its plan is made
+        # once per result formats, not once per execution. (The plan holds its
+        # RowColumns, so the id in the key cannot be reused while it is here.)
+        key = (id(columns), state.result_formats)
+        plan = self.row_plans.get(key)
         if plan is None or plan.columns is not columns:
-            plan = state.row_plan = _row_plan(columns, state.result_formats, self.enc.opened_rows)
+            if len(self.row_plans) >= _MAX_ROW_SHAPES:
+                self.row_plans.clear()
+            plan = self.row_plans[key] = _row_plan(
+                columns, state.result_formats, self.enc.opened_rows
+            )
+        state.row_plan = plan
         return plan
 
     def data_rows(
