@@ -1,6 +1,6 @@
 """Encrypted columns: pgseal on protected columns against Postgres on plaintext ones.
 
-    bench/encrypted [--duration 5] [--rounds 3] [--clients 4]
+    bench/encrypted [--duration 5] [--rounds 3] [--clients 4] [--floor]
 
 One embedded PostgreSQL (or ``--dsn``) holds two pairs of tables of the same
 shape (``id, business_id, bucket, f1 .. f6``): ``enc_*`` with the six fields
@@ -13,6 +13,13 @@ them as plain ``text``. pgseal runs as ``pgseal serve`` in front of it.
 * **write**: ``INSERT INTO t (business_id, bucket, f1..f6) VALUES ($1..$8)``,
   single row, prepared; through pgseal on ``enc_write`` vs directly on
   ``plain_write``.
+* ``--floor``: also the same workloads through pgseal on the ``plain_*`` tables
+  (pass-through, nothing sealed or opened): the relay's own cost, which no work
+  on the encrypted paths can go below.
+
+Reads repeat 40 buckets of 50 rows, so after the first round pgseal serves them
+from ``OpenedRows`` (rows read again); ``open per field`` below gives the cost
+of a first read as well.
 
 Each run uses ``--clients`` asyncpg connections in one client process for
 ``--duration`` seconds; every round runs both targets, alternating which goes
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import os
 import re
 import shutil
@@ -164,15 +172,22 @@ async def check_stored(direct_dsn: str) -> None:
         await conn.close()
 
 
-async def open_cost_in_process(repeat: int = 5) -> tuple[float, float]:
+async def open_cost_in_process(repeat: int = 5) -> tuple[float, float, float]:
     """ns per field of SessionCrypto.data_row on a 6-field row (binary out, as
-    asyncpg asks), and of the bare AES-GCM decrypt, with a cached key."""
+    asyncpg asks) opened, and read again (remembered by OpenedRows), and of the
+    bare AES-GCM decrypt, with a cached key."""
     from crypto_micro import COLUMN, TENANT, build_facade  # bench/, this script's directory
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from crypto.envelope import seal
     from proxy import codec
-    from proxy.encryption import Encryption, PortalState, RowColumns, column_codec
+    from proxy.encryption import (
+        OPENED_ROWS_BYTES,
+        Encryption,
+        PortalState,
+        RowColumns,
+        column_codec,
+    )
     from rules.catalog import CatalogMap
     from rules.model import ProtectedColumn, Rules
 
@@ -180,27 +195,33 @@ async def open_cost_in_process(repeat: int = 5) -> tuple[float, float]:
     facade, key = build_facade(material)
     schema, table, name = COLUMN.split(".")
     column = ProtectedColumn(schema, table, name, "text")
-    encryption = Encryption(Rules(), facade, CatalogMap(), service_dsn="")
-    crypt = encryption.session({})
-    crypt.session_tenant = TENANT
     envelopes = [seal(key, COLUMN, field_value(7, f).encode()) for f in range(6)]
     body = codec.encode_data_row(envelopes)[5:]  # without the message header
-    state = PortalState(
-        columns=RowColumns(6, tuple((i, column, column_codec(column)) for i in range(6))),
-        result_formats=(1,),
-    )
-    opened = crypt.data_row(body, state)
-    assert opened is not None
-    assert codec.decode_data_row(opened[5:])[0] == b"value-000007-0-"
     number = 20_000
-    row_ns = min(timeit.repeat(lambda: crypt.data_row(body, state), number=number, repeat=repeat))
+    per_row: list[float] = []
+    for remembered in (0, OPENED_ROWS_BYTES):
+        encryption = Encryption(
+            Rules(), facade, CatalogMap(), service_dsn="", opened_rows_bytes=remembered
+        )
+        crypt = encryption.session({})
+        crypt.session_tenant = TENANT
+        state = PortalState(
+            columns=RowColumns(6, tuple((i, column, column_codec(column)) for i in range(6))),
+            result_formats=(1,),
+        )
+        opened = crypt.data_row(body, state)
+        assert opened is not None
+        assert codec.decode_data_row(opened[5:])[0] == b"value-000007-0-"
+        timer = timeit.Timer(functools.partial(crypt.data_row, body, state))
+        per_row.append(min(timer.repeat(number=number, repeat=repeat)))
     raw = AESGCM(material)
     env = envelopes[0]
     aad = b"pgseal:v1:" + env[1:9] + COLUMN.encode()
     dec_ns = min(
         timeit.repeat(lambda: raw.decrypt(env[9:21], env[21:], aad), number=number, repeat=repeat)
     )
-    return row_ns / number / 6 * 1e9, dec_ns / number * 1e9
+    cold, warm = (t / number / 6 * 1e9 for t in per_row)
+    return cold, warm, dec_ns / number * 1e9
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -222,6 +243,11 @@ def main() -> int:
     parser.add_argument("--dsn", help="an existing server (superuser DSN), not an embedded one")
     parser.add_argument(
         "--only", choices=("read", "write"), help="run one workload (for profiling)"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run pgseal on the plaintext tables (the proxy's pass-through floor)",
     )
     args = parser.parse_args()
 
@@ -270,6 +296,10 @@ def main() -> int:
         if args.only:
             workloads = {args.only: workloads[args.only]}
         targets = [("pgseal", sealed, "enc"), ("direct", direct, "plain")]
+        if args.floor:
+            # pgseal relaying the plaintext tables: what any statement costs
+            # through this proxy before a single field is sealed or opened.
+            targets.append(("relay", sealed, "plain"))
         for round_ in range(args.rounds):
             order = targets if round_ % 2 == 0 else targets[::-1]
             for workload, run in workloads.items():
@@ -299,9 +329,14 @@ def main() -> int:
             print(f"{workload:5} pgseal {seal:8.0f} q/s   direct {plain:8.0f} q/s   "
                   f"ratio {ratio:.2f}x (target >= 0.6x: {'met' if ratio >= 0.6 else 'MISSED'})"
                   f"   [{what}]")  # fmt: skip
-        field_ns, decrypt_ns = asyncio.run(open_cost_in_process())
+            if (workload, "relay") in medians:
+                relay = medians[(workload, "relay")]
+                print(f"      pgseal relaying plaintext tables {relay:8.0f} q/s   "
+                      f"ratio {relay / plain:.2f}x (the floor through pgseal)")  # fmt: skip
+        field_ns, again_ns, decrypt_ns = asyncio.run(open_cost_in_process())
         print(f"open per field: {field_ns:.0f} ns in pgseal's DataRow path (in-process, "
-              f"AES-GCM decrypt alone {decrypt_ns:.0f} ns)")  # fmt: skip
+              f"AES-GCM decrypt alone {decrypt_ns:.0f} ns); {again_ns:.0f} ns for a row "
+              "read again (remembered)")  # fmt: skip
         if "read" in workloads:
             fields_per_query = ROWS_PER_QUERY * len(FIELDS)
             seal_read, plain_read = medians[("read", "pgseal")], medians[("read", "direct")]

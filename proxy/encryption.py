@@ -28,9 +28,11 @@ Process-wide state (planner, catalog map, key cache) lives in :class:`Encryption
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import logging
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -70,6 +72,7 @@ from rules.plan_types import (
 if TYPE_CHECKING:
     import asyncpg
 
+    from crypto.envelope import DataKey
     from crypto.field import FieldCrypto
     from rules.config import Config
 
@@ -91,6 +94,13 @@ _ARRAY_OID: Final = {
 _TENANT_TYPES: Final = frozenset({"integer", "bigint", "smallint", "uuid", "text", "varchar"})
 _BYTEA_ARRAY_HEADER_OID: Final = 17
 _TEXT_BINARY_TYPES: Final = frozenset({"text", "varchar"})  # binary format = text format
+_U16: Final = struct.Struct("!H")
+#: Memory for opened rows remembered per process (OpenedRows): about 40k rows of
+#: 6 short fields. The bound counts the stored and the opened row of each entry.
+OPENED_ROWS_BYTES: Final = 16 << 20
+_OPENED_ROW_OVERHEAD: Final = 200  # dict slot, tuple, two bytes headers
+_MAX_ROW_SHAPES: Final = 256
+_I32: Final = struct.Struct("!i")
 # How long a key id the key store does not hold is remembered as missing. A
 # message that names one is retried after a key load; without this memory the
 # retry would ask for the same key again, forever. Short, because another pgseal
@@ -147,6 +157,109 @@ class RowColumns:
 NO_PROTECTED: Final = RowColumns(0, ())
 
 
+@dataclass(frozen=True, slots=True)
+class FieldPlan:
+    """How one protected field of a result is opened on the fast path."""
+
+    qualified: str  # the envelope's AAD
+    hex: bool  # bytea in text format (``\\x01...``) rather than binary
+    #: None: the plaintext is already the client's encoding (canonical text is
+    #: both formats of text and varchar, and the text format of every type).
+    out: ValueCodec | None
+    fmt: int
+
+
+@dataclass(frozen=True, slots=True)
+class RowPlan:
+    """Per portal: which fields of each DataRow to open and how.
+
+    Made once from the RowDescription's shape and the Bind's result formats, so
+    a row costs one parse, one :meth:`FieldCrypto.try_open_row` and one join.
+    ``fields`` is None when some protected column is not a bytea envelope in
+    the plain case (armoured text storage, odd format codes): every row then
+    takes the per-field path.
+    """
+
+    columns: RowColumns
+    fields: tuple[FieldPlan | None, ...] | None
+    #: Rows of this shape opened lately (``OpenedRows``), None: not remembered.
+    opened: dict[bytes, OpenedRow] | None = dataclasses.field(default=None, compare=False)
+
+
+#: An opened DataRow: the message for the client, the one key that opened it,
+#: how many values it opened.
+OpenedRow = tuple[bytes, "DataKey", int]
+
+
+class OpenedRows:
+    """DataRows opened lately, by their stored bytes: a row read again is one dict hit.
+
+    Apps re-read the same rows (a customer page, a lookup by id); opening them
+    again costs a parse and one AES-GCM per field, most of the proxy's CPU on
+    reads. The same envelope bytes under the same AADs and formats always open
+    to the same plaintext, so a table per field plan maps stored row -> opened
+    row. A hit re-checks what opening would: the key is still the cached key
+    for its id (expiry drops it) and belongs to the session's tenant. Any
+    invalidation of the key cache (a shred, a rotation, a flush) empties every
+    table, so plaintext of a shredded business does not stay behind. Bounded in
+    bytes and cleared when full: a working set above the bound gains nothing from
+    an LRU order, and clearing is O(1) per entry once. The plaintext kept here is
+    no more exposed than the data keys beside it, which open every value.
+    """
+
+    __slots__ = ("by_fields", "generation", "max_bytes", "size")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.by_fields: dict[tuple[FieldPlan | None, ...], dict[bytes, OpenedRow]] = {}
+        self.size = 0
+        self.generation = -1
+
+    def table(self, fields: tuple[FieldPlan | None, ...]) -> dict[bytes, OpenedRow] | None:
+        if self.max_bytes <= 0:
+            return None
+        table = self.by_fields.get(fields)
+        if table is None and len(self.by_fields) < _MAX_ROW_SHAPES:
+            table = self.by_fields[fields] = {}
+        return table
+
+    def add(self, table: dict[bytes, OpenedRow], body: bytes, row: OpenedRow) -> None:
+        self.size += len(body) + len(row[0]) + _OPENED_ROW_OVERHEAD
+        if self.size > self.max_bytes:
+            self.clear()
+            self.size = len(body) + len(row[0]) + _OPENED_ROW_OVERHEAD
+        table[body] = row
+
+    def clear(self) -> None:
+        # In place: the row plans of running portals hold these tables.
+        for table in self.by_fields.values():
+            table.clear()
+        self.size = 0
+
+    def sync(self, generation: int) -> None:
+        """Empty everything when the key cache was invalidated since the last call."""
+        if generation != self.generation:
+            self.clear()
+            self.generation = generation
+
+
+def _row_plan(
+    columns: RowColumns, formats: tuple[int, ...], opened: OpenedRows | None = None
+) -> RowPlan:
+    if len(formats) not in (0, 1, columns.count):
+        return RowPlan(columns, None)
+    fields: list[FieldPlan | None] = [None] * columns.count
+    for index, column, value_codec in columns.protected:
+        fmt = (formats[0] if len(formats) == 1 else formats[index]) if formats else 0
+        if column.storage != "bytea" or fmt not in (0, 1) or index >= columns.count:
+            return RowPlan(columns, None)
+        text_out = fmt == 0 or value_codec.logical_type in _TEXT_BINARY_TYPES
+        out = None if text_out else value_codec
+        fields[index] = FieldPlan(column.qualified, fmt == 0, out, fmt)
+    shape = tuple(fields)
+    return RowPlan(columns, shape, None if opened is None else opened.table(shape))
+
+
 @dataclass(slots=True)
 class PortalState:
     """What the session knows about one portal's (or one Query's) result rows."""
@@ -156,6 +269,8 @@ class PortalState:
     columns: RowColumns | None = None  # None: not described yet
     result_formats: tuple[int, ...] = ()
     injected_describe: bool = False
+    #: How its DataRows are opened, made from ``columns`` on the first row.
+    row_plan: RowPlan | None = None
 
     def format_of(self, index: int) -> int:
         formats = self.result_formats
@@ -188,6 +303,7 @@ class Encryption:
         *,
         service_dsn: str,
         plan_cache_size: int = 10_000,
+        opened_rows_bytes: int = OPENED_ROWS_BYTES,
     ) -> None:
         self.rules = rules
         self.crypto = crypto
@@ -199,6 +315,8 @@ class Encryption:
         self.metrics = Metrics()  # the proxy replaces it with its own
         # key id -> True: ids a key load found neither in the store nor destroyed
         self.missing_key_ids: TTLCache[int, bool] = TTLCache(_MISSING_KEY_MAX, _MISSING_KEY_TTL_S)
+        #: Opened DataRows by their stored bytes (0 bytes: none are remembered).
+        self.opened_rows = OpenedRows(opened_rows_bytes)
 
     @classmethod
     async def start(cls, config: Config) -> Encryption:
@@ -329,6 +447,8 @@ class SessionCrypto:
         self.catalog_stale = False
         #: The COPY transform of the Query just sent (proxy.copy_stream), if any.
         self.copy_pending: object | None = None
+        #: (id of a RowColumns, result formats) -> how its DataRows are opened.
+        self.row_plans: dict[tuple[int, tuple[int, ...]], RowPlan] = {}
 
     # -- tenant --------------------------------------------------------------------
     @property
@@ -419,6 +539,8 @@ class SessionCrypto:
         need_keys: set[int] = set()
         values: list[bytes | None] = list(bind.params)
         formats = [bind.param_format(i) for i in range(len(values))]
+        # Every field of a row names the same tenant source: resolve it once.
+        tenants: dict[int, str] = {}
         for p in plan.params:
             i = p.index - 1
             if p.action is BindAction.REPLACE_WITH_NULL:
@@ -426,7 +548,8 @@ class SessionCrypto:
             elif p.action is BindAction.SEAL and bind.params[i] is not None:
                 assert p.column is not None
                 assert p.tenant is not None
-                tenant = self._tenant(p.tenant, bind, stmt, p.column)
+                tenant = tenants.get(id(p.tenant)) or self._tenant(p.tenant, bind, stmt, p.column)
+                tenants[id(p.tenant)] = tenant
                 try:
                     values[i] = self._seal_param(
                         p.column, tenant, bind.params[i] or b"", formats[i], stmt, i
@@ -798,6 +921,180 @@ class SessionCrypto:
         columns = state.columns
         if columns is None or not columns.protected:
             return None
+        plan = self._plan_of(state, columns)
+        enc = self.enc
+        if plan.fields is None:
+            return self._data_row_by_field(body, state, columns)
+        known = plan.opened
+        if known is not None:
+            generation = enc.crypto.generation()
+            enc.opened_rows.sync(generation)
+            hit = known.get(body)
+            if hit is not None:
+                message, key, count = hit
+                tenant = self.tenant
+                if (tenant is None or key.tenant == tenant) and enc.crypto.still_cached(
+                    key, generation
+                ):
+                    enc.crypto.hits += count
+                    enc.metrics.values_opened += count
+                    enc.rows_opened += 1
+                    return message
+        opened = self._data_row_fast(body, plan.fields, known)
+        if opened is not None:
+            return opened
+        return self._data_row_by_field(body, state, columns)
+
+    def _plan_of(self, state: PortalState, columns: RowColumns) -> RowPlan:
+        plan = state.row_plan
+        if plan is not None and plan.columns is columns:
+            return plan
+        # A prepared statement's portals share its RowColumns: its plan is made
+        # once per result formats, not once per execution. (The plan holds its
+        # RowColumns, so the id in the key cannot be reused while it is here.)
+        key = (id(columns), state.result_formats)
+        plan = self.row_plans.get(key)
+        if plan is None or plan.columns is not columns:
+            if len(self.row_plans) >= _MAX_ROW_SHAPES:
+                self.row_plans.clear()
+            plan = self.row_plans[key] = _row_plan(
+                columns, state.result_formats, self.enc.opened_rows
+            )
+        state.row_plan = plan
+        return plan
+
+    def data_rows(
+        self, buf: bytes, pos: int, limit: int, state: PortalState
+    ) -> tuple[list[bytes], int]:
+        """The DataRows at ``buf[pos:]``, opened while they take the quick paths.
+
+        The session's read loop hands over a whole run of a result's rows: one
+        call instead of one framing step, one dispatch and one plan lookup per
+        row. Stops before the first message that is not a complete DataRow of a
+        sane length, and before the first row that needs the per-field path
+        (a key to load, an error to report): the session frames that one itself
+        and calls :meth:`data_row`, so every case keeps its one handling.
+        Returns the new messages and where the run stopped.
+        """
+        columns = state.columns
+        assert columns is not None
+        parts: list[bytes] = []
+        plan = self._plan_of(state, columns)
+        fields = plan.fields
+        if fields is None:
+            return parts, pos
+        enc = self.enc
+        crypto = enc.crypto
+        known = plan.opened
+        tenant = self.tenant
+        generation = crypto.generation()
+        if known is not None:
+            enc.opened_rows.sync(generation)
+        unpack = codec.unpack_length
+        fast = self._data_row_fast
+        size = len(buf)
+        hits = opened = 0
+        while pos + 5 <= size and buf[pos] == 0x44:  # DataRow
+            (length,) = unpack(buf, pos + 1)
+            end = pos + 1 + length
+            if length < 4 or length > limit or end > size:
+                break
+            body = buf[pos + 5 : end]
+            hit = known.get(body) if known is not None else None
+            if (
+                hit is not None
+                and (tenant is None or hit[1].tenant == tenant)
+                and crypto.still_cached(hit[1], generation)
+            ):
+                parts.append(hit[0])
+                hits += 1
+                opened += hit[2]
+            else:
+                message = fast(body, fields, known)
+                if message is None:
+                    break
+                parts.append(message)
+            pos = end
+        if hits:
+            crypto.hits += opened
+            enc.metrics.values_opened += opened
+            enc.rows_opened += hits
+        return parts, pos
+
+    def _data_row_fast(
+        self,
+        body: bytes,
+        fields: tuple[FieldPlan | None, ...],
+        known: dict[bytes, OpenedRow] | None = None,
+    ) -> bytes | None:
+        """The plain case of a whole row at once; None (nothing done) for any other.
+
+        Every field is framed as ``codec.decode_data_row`` does; anything it
+        would reject, and every envelope that is not plainly openable, sends the
+        row to :meth:`_data_row_by_field`, which raises the precise error. The
+        new row is one join of the unchanged runs and the opened values.
+        """
+        end = len(body)
+        if end < 2 or _U16.unpack_from(body, 0)[0] != len(fields):
+            return None
+        unpack = _I32.unpack_from
+        spans: list[tuple[int, int, FieldPlan]] = []
+        names: list[str] = []
+        envelopes: list[bytes] = []
+        pos = 2
+        for spec in fields:
+            if pos + 4 > end:
+                return None
+            (length,) = unpack(body, pos)
+            pos += 4
+            if length == -1:
+                continue  # NULL stays NULL
+            stop = pos + length
+            if length < 0 or stop > end:
+                return None
+            if spec is not None:
+                if spec.hex:
+                    if body[pos : pos + 4] != b"\\x01":
+                        return None
+                    try:
+                        envelopes.append(binascii.a2b_hex(body[pos + 2 : stop]))
+                    except binascii.Error:
+                        return None
+                else:
+                    envelopes.append(body[pos:stop])
+                names.append(spec.qualified)
+                spans.append((pos - 4, stop, spec))
+            pos = stop
+        if pos != end:
+            return None
+        result = self.enc.crypto.try_open_row(names, envelopes, self.tenant)
+        if result is None:
+            return None
+        plaintexts, key = result
+        pack = _I32.pack
+        parts = [b"D", b""]
+        size = end
+        seg = 0
+        for (start, stop, spec), plaintext in zip(spans, plaintexts, strict=True):
+            if spec.out is not None:
+                try:
+                    plaintext = spec.out.from_canonical(plaintext, spec.fmt)
+                except ValueFormatError:
+                    return None
+            parts += (body[seg:start], pack(len(plaintext)), plaintext)
+            size += len(plaintext) + start + 4 - stop
+            seg = stop
+        parts.append(body[seg:])
+        parts[1] = pack(size + 4)
+        message = b"".join(parts)
+        self.enc.metrics.values_opened += len(plaintexts)
+        self.enc.rows_opened += 1
+        if known is not None and key is not None:
+            self.enc.opened_rows.add(known, body, (message, key, len(plaintexts)))
+        return message
+
+    def _data_row_by_field(self, body: bytes, state: PortalState, columns: RowColumns) -> bytes:
+        """Every case of every field: missing keys, failures, armoured text, migration."""
         values = codec.decode_data_row(body)
         formats = state.result_formats
         single = formats[0] if len(formats) == 1 else None

@@ -1044,8 +1044,22 @@ class Session:
         pending = self._pending
         seg = 0
         last = 0
-        for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
-            last = end
+        limit = self.limits.max_message_size
+        unpack = codec.unpack_length
+        size = len(buf)
+        pos = 0
+        # Framed inline (as _server_messages): runs of protected DataRows are
+        # handed to crypt.data_rows whole and the loop goes on after them.
+        while pos + 5 <= size:
+            (length,) = unpack(buf, pos + 1)
+            if length < 4 or length > limit:
+                raise codec.length_error(length, limit)
+            end = pos + 1 + length
+            if end > size:
+                break
+            kind = buf[pos]
+            start = pos
+            pos = last = end
             if kind in _ASYNC:
                 if kind == 0x53:
                     self._note_parameter(buf[start + 5 : end])
@@ -1082,6 +1096,13 @@ class Session:
                         and state.columns is not None
                         and state.columns.protected
                     ):
+                        rows, stop = crypt.data_rows(buf, start, limit, state)
+                        if rows:
+                            if start > seg:
+                                out.append(buf[seg:start])
+                            out += rows
+                            seg = pos = last = stop
+                            continue
                         try:
                             replacement = crypt.data_row(buf[start + 5 : end], state)
                         except NeedKeys as need:
