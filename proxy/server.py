@@ -142,6 +142,10 @@ class Proxy:
             encryption.metrics = self.metrics
         self._catalog_refresh: asyncio.Task[None] | None = None
         self.connections: set[ClientConnection] = set()
+        #: Sockets accepted and not yet closed, whatever their stage (waiting for
+        #: the first byte, in a TLS handshake, proxying): max_client_connections
+        #: counts these, so nothing can hold a socket open without a slot.
+        self.open_sockets = 0
         self.cancel_keys: dict[int, _CancelTarget] = {}
         self.client_tls = self._client_tls_context()
         self.upstream_tls = self._upstream_tls_context()
@@ -335,10 +339,17 @@ class Proxy:
                 log.warning("accept failed: %s", exc)
                 return
             self.accepted += 1
-            self.spawn(self._handle(sock, addr))
+            self.spawn(self._handle(sock, addr, ConnectionSlot(self)))
 
-    async def _handle(self, sock: socket.socket, addr: object) -> None:
+    async def _handle(self, sock: socket.socket, addr: object, slot: ConnectionSlot) -> None:
+        # The slot was taken at accept (synchronously, so a burst of accepts is
+        # counted before any of them reaches startup); ``over_limit`` is decided
+        # there too, so a socket waiting for its first byte (direct TLS) or in
+        # its TLS handshake counts like any other. Whoever closes the socket
+        # releases the slot: this function on the early exits, the
+        # ClientConnection once it owns the socket.
         loop = asyncio.get_running_loop()
+        over_limit = self.open_sockets > self.settings.max_client_connections
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -349,12 +360,12 @@ class Proxy:
                 first = await asyncio.wait_for(_peek(sock), self.settings.startup_timeout)
             except (TimeoutError, OSError):
                 sock.close()
+                slot.release()
                 return
             direct_tls = first == b"\x16"
-        over_limit = len(self.connections) >= self.settings.max_client_connections
         try:
             await loop.connect_accepted_socket(
-                lambda: ClientConnection(self, conn_id, addr, over_limit, direct_tls),
+                lambda: ClientConnection(self, conn_id, addr, over_limit, direct_tls, slot),
                 sock,
                 ssl=self.client_tls if direct_tls else None,
                 ssl_handshake_timeout=self.settings.startup_timeout if direct_tls else None,
@@ -362,6 +373,7 @@ class Proxy:
         except (OSError, ssl.SSLError) as exc:
             log.info("connection %d from %s failed before startup: %s", conn_id, addr, exc)
             sock.close()
+            slot.release()
 
     # -- cancel ---------------------------------------------------------------------
     def register_cancel(self, action: RegisterCancelKey) -> None:
@@ -537,6 +549,30 @@ class Proxy:
         raise last or OSError("no address for the upstream host")
 
 
+class ConnectionSlot:
+    """One accepted socket's place under ``max_client_connections``, accept to close.
+
+    Released once whichever path closes the socket (a peek that timed out, a
+    failed TLS handshake, the connection's end), and a second release is a
+    no-op, so no path can leak a slot or free one twice.
+    """
+
+    __slots__ = ("_held", "_proxy", "accepted_at")
+
+    def __init__(self, proxy: Proxy) -> None:
+        self._proxy = proxy
+        self._held = True
+        #: The startup deadline counts from here, not from the end of a peek or
+        #: a TLS handshake, so direct TLS gives a slow client no extra time.
+        self.accepted_at = time.monotonic()
+        proxy.open_sockets += 1
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._proxy.open_sockets -= 1
+
+
 async def _peek(sock: socket.socket) -> bytes:
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
@@ -564,6 +600,7 @@ class ClientConnection(asyncio.Protocol):
         addr: object,
         over_limit: bool,
         direct_tls: bool,
+        slot: ConnectionSlot,
     ) -> None:
         s = proxy.settings
         self.proxy = proxy
@@ -581,13 +618,14 @@ class ClientConnection(asyncio.Protocol):
         self.over_limit = over_limit
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamConnection | None = None
-        self.started = time.monotonic()
-        self.last_activity = self.started
+        self.started = slot.accepted_at
+        self.last_activity = time.monotonic()
         self.upstream_since: float | None = None
         self._closed = False
         self._upgrading = False
         self._paused_by_upstream = False
         self._direct_tls = direct_tls
+        self._slot = slot
 
     # -- asyncio callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -620,6 +658,7 @@ class ClientConnection(asyncio.Protocol):
             return  # start_tls swaps transports; the connection lives on
         self._closed = True
         self.proxy.connections.discard(self)
+        self._slot.release()
         metrics = self.proxy.metrics
         metrics.bytes_from_clients += self.session.bytes_from_client
         metrics.bytes_to_clients += self.session.bytes_from_server
