@@ -693,13 +693,21 @@ class ClientConnection(asyncio.Protocol):
 
         Runs after every read, so it allocates nothing: the chunk lists are
         emptied in place (the transports copy or keep the bytes, never the list).
+        It also runs when a key load or a catalog refresh finishes, which may be
+        after the client has gone: uvloop raises on a write to a closed
+        transport (bench/fuzz saw it as an unhandled task exception), so what
+        a closed client would be sent is dropped, and nothing is written to an
+        upstream that is closing.
         """
         session = self.session
+        if self._closed or (self.transport is not None and self.transport.is_closing()):
+            session.to_client.clear()
         chunks = session.to_server
         if chunks:
             upstream = self.upstream
-            if upstream is not None and upstream.transport is not None:
-                upstream.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            transport = upstream.transport if upstream is not None else None
+            if transport is not None and not transport.is_closing():
+                transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
                 chunks.clear()
         chunks = session.to_client
         if chunks and self.transport is not None:
