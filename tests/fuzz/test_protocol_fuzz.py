@@ -14,7 +14,17 @@ from pathlib import Path
 import asyncpg
 
 from tests.conftest import PgServer
-from tests.fuzz.engine import MARKER, Target, fuzz
+from tests.fuzz.engine import (
+    MARKER,
+    SYNC,
+    Target,
+    _bind,
+    _execute,
+    _parse,
+    fuzz,
+    healthy_query,
+    run_case,
+)
 from tests.stacks import encrypted_database
 
 CASES = int(os.environ.get("PGSEAL_FUZZ_CASES", "600"))
@@ -51,5 +61,32 @@ async def test_mutated_sessions_never_crash_hang_or_leak(
         log = proxy.log_text()
         assert "Traceback" not in log
         assert "internal error" not in log
+    finally:
+        proxy.stop()
+
+
+async def test_parameter_zero_is_no_parameter(
+    pg_server: PgServer, fresh_db: str, tmp_path: Path
+) -> None:
+    """Regression (bench/fuzz found it: a bit flip turns ``$1`` into ``$0``): pgseal
+    read a tenant column's ``$0`` as parameter index -1, took the last parameter
+    as the business and failed with an IndexError (an internal error, the
+    connection closed). Parse, Bind and Execute go in one pipeline, as the
+    fuzzer sent them, so pgseal binds before Postgres answers the Parse."""
+    encrypted = await encrypted_database(pg_server, fresh_db, tmp_path)
+    proxy = encrypted.proxy
+    try:
+        target = Target("127.0.0.1", proxy.port, encrypted.user, encrypted.name)
+        sql = "INSERT INTO t (business_id, secret) VALUES ($0, $2)"
+        payload = _parse("", sql) + _bind("", "", [b"1", MARKER.encode()]) + _execute() + SYNC
+        result = await run_case(target, payload)
+        assert result.outcome == "error"
+        assert await healthy_query(target)
+        raw = await asyncpg.connect(encrypted.direct)
+        try:
+            assert await raw.fetchval("SELECT count(*) FROM t") == 0
+        finally:
+            await raw.close()
+        assert "internal error" not in proxy.log_text()
     finally:
         proxy.stop()
