@@ -1,6 +1,6 @@
 """Long protocol fuzz runs against a live pgseal: ``bench/fuzz --minutes N``.
 
-Starts an embedded PostgreSQL and pgseal with one encrypted table, then runs the
+Starts an embedded PostgreSQL and pgseal with one encrypted table (tests/stacks.py), then runs the
 mutation fuzzer of tests/fuzz/engine.py in batches until the time is up,
 printing cases/s and outcomes, and at the end where the CPU went (this
 harness, pgseal, Postgres with its backends), since a case is mostly one
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -27,8 +24,9 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 
 from proxy.embedded import EmbeddedPostgres  # noqa: E402
+from tests.conftest import PgServer  # noqa: E402
 from tests.fuzz.engine import MARKER, FuzzStats, Target, fuzz  # noqa: E402
-from tests.pgseal_process import start_pgseal  # noqa: E402
+from tests.stacks import encrypted_database  # noqa: E402
 
 
 async def main(minutes: float, seed: int, batch: int, concurrency: int) -> int:
@@ -38,34 +36,23 @@ async def main(minutes: float, seed: int, batch: int, concurrency: int) -> int:
     proxy = None
     try:
         dsn = cluster.dsn()
-        conn = await asyncpg.connect(dsn)
-        await conn.execute("CREATE TABLE fz (id serial, business_id int, secret bytea)")
-        await conn.close()
-        await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "proxy", "keys", "init", "--dsn", dsn],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        proxy = start_pgseal(
+        encrypted = await encrypted_database(
+            PgServer(dsn, cluster),
+            dsn,
             base / "pgseal",
-            f"postgresql://127.0.0.1:{urlsplit(dsn).port}/postgres",
-            f"service_dsn: {dsn}\nmaster_key: env:MK\nlimits: {{max_message_size: 1048576}}\n"
-            "tables:\n  fz:\n    tenant_column: business_id\n    columns:\n"
-            "      secret: {type: text}\n",
-            {"MK": base64.b64encode(os.urandom(32)).decode()},
+            "limits: {max_message_size: 1048576}\n",
         )
+        proxy = encrypted.proxy
         assert proxy.process is not None
         pgseal_cpu = proxy.process.pid
         postmaster = int((base / "data" / "postmaster.pid").read_text().split()[0])
         cpu_before = (time.process_time(), _cpu(pgseal_cpu), _cpu(postmaster, children=True))
-        target = Target("127.0.0.1", proxy.port, urlsplit(dsn).username or "postgres", "postgres")
+        target = Target("127.0.0.1", proxy.port, encrypted.user, encrypted.name)
         total = FuzzStats()
         start = time.monotonic()
         round_ = 0
         while time.monotonic() - start < minutes * 60:
-            stats = await fuzz(target, "fz", batch, seed + round_, concurrency=concurrency)
+            stats = await fuzz(target, "t", batch, seed + round_, concurrency=concurrency)
             round_ += 1
             total.cases += stats.cases
             total.reused += stats.reused
@@ -86,7 +73,7 @@ async def main(minutes: float, seed: int, batch: int, concurrency: int) -> int:
         cpu = (time.process_time(), _cpu(pgseal_cpu), _cpu(postmaster, children=True))
         harness_s, pgseal_s, postgres_s = (a - b for a, b in zip(cpu, cpu_before, strict=True))
         raw = await asyncpg.connect(dsn)
-        values = await raw.fetch("SELECT secret FROM fz WHERE secret IS NOT NULL")
+        values = await raw.fetch("SELECT secret FROM t WHERE secret IS NOT NULL")
         await raw.close()
         if any(v["secret"][0] != 1 or MARKER.encode() in v["secret"] for v in values):
             total.failures.append("a plaintext value was stored")

@@ -156,6 +156,10 @@ class Proxy:
             encryption.metrics = self.metrics
         self._catalog_refresh: asyncio.Task[None] | None = None
         self.connections: set[ClientConnection] = set()
+        #: Sockets accepted and not yet closed, whatever their stage (waiting for
+        #: the first byte, in a TLS handshake, proxying): max_client_connections
+        #: counts these, so nothing can hold a socket open without a slot.
+        self.open_sockets = 0
         self.cancel_keys: dict[int, _CancelTarget] = {}
         self.client_tls = self._client_tls_context()
         self.upstream_tls = self._upstream_tls_context()
@@ -181,7 +185,6 @@ class Proxy:
         self._cancel_server: asyncio.Server | None = None
         self.accepted = 0
         # Accepted sockets not yet a ClientConnection (peek, direct TLS handshake).
-        self.handshaking = 0
 
     # -- TLS contexts ------------------------------------------------------------
     def _client_tls_context(self) -> ssl.SSLContext | None:
@@ -351,59 +354,56 @@ class Proxy:
                 log.warning("accept failed: %s", exc)
                 return
             self.accepted += 1
-            self.spawn(self._handle(sock, addr))
+            self.spawn(self._handle(sock, addr, ConnectionSlot(self)))
 
-    async def _handle(self, sock: socket.socket, addr: object) -> None:
+    async def _handle(self, sock: socket.socket, addr: object, slot: ConnectionSlot) -> None:
         """Turn an accepted socket into a ``ClientConnection``.
 
-        The connection takes its slot (``max_client_connections``) and starts
-        its startup clock at accept, before the first byte is peeked and before
-        a direct TLS handshake: a client that sends nothing, or half a
-        ClientHello, holds exactly one slot and only until ``startup_timeout``
-        after it connected, however it splits its bytes.
+        The slot (``max_client_connections``) was taken at accept, synchronously,
+        so a burst of accepts is counted before any of them reaches startup, and
+        the startup clock starts there too: a client that sends nothing, or half
+        a ClientHello, holds exactly one slot and only until ``startup_timeout``
+        after it connected, however it splits its bytes. Whoever closes the
+        socket releases the slot: this function on the early exits, the
+        ClientConnection once it owns the socket.
         """
         loop = asyncio.get_running_loop()
-        accepted = time.monotonic()
+        over_limit = self.open_sockets > self.settings.max_client_connections
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn_id = next(self._ids)
-        over_limit = (
-            len(self.connections) + self.handshaking >= self.settings.max_client_connections
-        )
-        self.handshaking += 1
-        try:
-            direct_tls = False
-            if self.client_tls is not None and self.settings.tls_direct:
-                try:
-                    first = await asyncio.wait_for(_peek(sock), self.settings.startup_timeout)
-                except (TimeoutError, OSError):
-                    sock.close()
-                    return
-                direct_tls = first == b"\x16"
-            left = accepted + self.settings.startup_timeout - time.monotonic()
-            if direct_tls and left <= 0:
-                sock.close()
-                return
+        deadline = slot.accepted_at + self.settings.startup_timeout
+        direct_tls = False
+        if self.client_tls is not None and self.settings.tls_direct:
             try:
-                await loop.connect_accepted_socket(
-                    lambda: ClientConnection(
-                        self, conn_id, addr, over_limit, direct_tls, started=accepted
-                    ),
-                    sock,
-                    ssl=self.client_tls if direct_tls else None,
-                    ssl_handshake_timeout=left if direct_tls else None,
-                )
-            except (OSError, ssl.SSLError, TimeoutError) as exc:
-                log.info(
-                    "connection %d from %s failed before startup: %s",
-                    conn_id,
-                    addr,
-                    str(exc) or type(exc).__name__,
-                )
+                first = await asyncio.wait_for(_peek(sock), max(0.0, deadline - time.monotonic()))
+            except (TimeoutError, OSError):
                 sock.close()
-        finally:
-            self.handshaking -= 1
+                slot.release()
+                return
+            direct_tls = first == b"\x16"
+        left = deadline - time.monotonic()
+        if direct_tls and left <= 0:
+            sock.close()
+            slot.release()
+            return
+        try:
+            await loop.connect_accepted_socket(
+                lambda: ClientConnection(self, conn_id, addr, over_limit, direct_tls, slot),
+                sock,
+                ssl=self.client_tls if direct_tls else None,
+                ssl_handshake_timeout=left if direct_tls else None,
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            log.info(
+                "connection %d from %s failed before startup: %s",
+                conn_id,
+                addr,
+                str(exc) or type(exc).__name__,
+            )
+            sock.close()
+            slot.release()
 
     # -- cancel ---------------------------------------------------------------------
     def register_cancel(self, action: RegisterCancelKey) -> None:
@@ -610,6 +610,30 @@ class Proxy:
         raise last or OSError("no address for the upstream host")
 
 
+class ConnectionSlot:
+    """One accepted socket's place under ``max_client_connections``, accept to close.
+
+    Released once whichever path closes the socket (a peek that timed out, a
+    failed TLS handshake, the connection's end), and a second release is a
+    no-op, so no path can leak a slot or free one twice.
+    """
+
+    __slots__ = ("_held", "_proxy", "accepted_at")
+
+    def __init__(self, proxy: Proxy) -> None:
+        self._proxy = proxy
+        self._held = True
+        #: The startup deadline counts from here, not from the end of a peek or
+        #: a TLS handshake, so direct TLS gives a slow client no extra time.
+        self.accepted_at = time.monotonic()
+        proxy.open_sockets += 1
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._proxy.open_sockets -= 1
+
+
 async def _peek(sock: socket.socket) -> bytes:
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
@@ -637,8 +661,7 @@ class ClientConnection(asyncio.Protocol):
         addr: object,
         over_limit: bool,
         direct_tls: bool,
-        *,
-        started: float | None = None,
+        slot: ConnectionSlot,
     ) -> None:
         s = proxy.settings
         self.proxy = proxy
@@ -656,15 +679,14 @@ class ClientConnection(asyncio.Protocol):
         self.over_limit = over_limit
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamConnection | None = None
-        # From accept (``Proxy._handle``): the startup deadline includes the
-        # time a direct TLS handshake took.
-        self.started = time.monotonic() if started is None else started
-        self.last_activity = self.started
+        self.started = slot.accepted_at
+        self.last_activity = time.monotonic()
         self.upstream_since: float | None = None
         self._closed = False
         self._upgrading = False
         self._paused_by_upstream = False
         self._direct_tls = direct_tls
+        self._slot = slot
 
     # -- asyncio callbacks -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -697,6 +719,7 @@ class ClientConnection(asyncio.Protocol):
             return  # start_tls swaps transports; the connection lives on
         self._closed = True
         self.proxy.connections.discard(self)
+        self._slot.release()
         metrics = self.proxy.metrics
         metrics.bytes_from_clients += self.session.bytes_from_client
         metrics.bytes_to_clients += self.session.bytes_from_server
@@ -731,13 +754,21 @@ class ClientConnection(asyncio.Protocol):
 
         Runs after every read, so it allocates nothing: the chunk lists are
         emptied in place (the transports copy or keep the bytes, never the list).
+        It also runs when a key load or a catalog refresh finishes, which may be
+        after the client has gone: uvloop raises on a write to a closed
+        transport (bench/fuzz saw it as an unhandled task exception), so what
+        a closed client would be sent is dropped, and nothing is written to an
+        upstream that is closing.
         """
         session = self.session
+        if self._closed or (self.transport is not None and self.transport.is_closing()):
+            session.to_client.clear()
         chunks = session.to_server
         if chunks:
             upstream = self.upstream
-            if upstream is not None and upstream.transport is not None:
-                upstream.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            transport = upstream.transport if upstream is not None else None
+            if transport is not None and not transport.is_closing():
+                transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
                 chunks.clear()
         chunks = session.to_client
         if chunks and self.transport is not None:

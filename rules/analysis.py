@@ -138,8 +138,9 @@ def value_of(node: exp.Expr) -> ValueRef | None:
         node = strip_parens(node.this)
     if isinstance(node, exp.Parameter):
         inner = node.this
+        # $0 is no parameter (Postgres: 42P02); as a ParamRef it would be index -1.
         if isinstance(inner, exp.Literal) and not inner.is_string and inner.this.isdigit():
-            return ParamRef(int(inner.this))
+            return ParamRef(int(inner.this)) if int(inner.this) > 0 else None
         return None
     if isinstance(node, exp.Null):
         return NullValue()

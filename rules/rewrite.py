@@ -228,7 +228,7 @@ class RewriteResult:
 def _param_index(node: exp.Parameter) -> int | None:
     inner = node.this
     if isinstance(inner, exp.Literal) and not inner.is_string and str(inner.this).isdigit():
-        return int(inner.this)
+        return int(inner.this) or None  # $0 is no parameter; Postgres refuses it (42P02)
     return None
 
 

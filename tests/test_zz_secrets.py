@@ -8,20 +8,15 @@ every master key it was given (base64, hex and raw) and for the values.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
-import secrets
-import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from tests.conftest import PgServer
-from tests.pgseal_process import LAUNCHED, REPO_ROOT, start_pgseal
+from tests.pgseal_process import LAUNCHED
+from tests.stacks import encrypted_database
 
 VALUES = ["hygiene-phone-0a9f", "hygiene-tax-77c1", "hygiene-note-e3d2", "1234567.891"]
 
@@ -37,38 +32,20 @@ def _forms(secret: str) -> list[bytes]:
     return forms
 
 
-async def _exercise(pg_server: PgServer, tmp_path: Path) -> None:
-    name = "hyg_" + secrets.token_hex(4)
-    admin = await asyncpg.connect(pg_server.dsn())
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    direct = pg_server.dsn(name)
-    db = await asyncpg.connect(direct)
-    await db.execute(
-        "CREATE TABLE h (id serial, business_id int, phone bytea, tax bytea, tax_bidx bytea,"
-        " amount bytea)"
-    )
-    await db.close()
-    await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "proxy", "keys", "init", "--dsn", direct],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-    )
-    proxy = await asyncio.to_thread(
-        start_pgseal,
+async def _exercise(pg_server: PgServer, direct: str, tmp_path: Path) -> None:
+    encrypted = await encrypted_database(
+        pg_server,
+        direct,
         tmp_path,
-        f"postgresql://{pg_server.host}:{pg_server.port}/{name}",
-        f"service_dsn: {direct}\nmaster_key: env:MK\n"
-        "tables:\n  h:\n    tenant_column: business_id\n    columns:\n"
+        table_sql="CREATE TABLE h (id serial, business_id int, phone bytea, tax bytea,"
+        " tax_bidx bytea, amount bytea)",
+        rules="tables:\n  h:\n    tenant_column: business_id\n    columns:\n"
         "      phone: {type: text}\n      tax: {type: text, searchable: tax_bidx}\n"
         "      amount: {type: numeric}\n",
-        {"MK": base64.b64encode(os.urandom(32)).decode()},
     )
+    proxy = encrypted.proxy
     try:
-        user = urlsplit(direct).username or "postgres"
-        conn = await asyncpg.connect(proxy.dsn(user=user, database=name))
+        conn = await asyncpg.connect(encrypted.dsn())
         await conn.execute(
             "INSERT INTO h (business_id, phone, tax, amount) VALUES ($1, $2, $3, $4)",
             1,
@@ -110,8 +87,10 @@ async def _exercise(pg_server: PgServer, tmp_path: Path) -> None:
         proxy.stop()
 
 
-async def test_no_key_or_plaintext_in_any_pgseal_log(pg_server: PgServer, tmp_path: Path) -> None:
-    await _exercise(pg_server, tmp_path)
+async def test_no_key_or_plaintext_in_any_pgseal_log(
+    pg_server: PgServer, fresh_db: str, tmp_path: Path
+) -> None:
+    await _exercise(pg_server, fresh_db, tmp_path)
     assert LAUNCHED, "the exercise above started a pgseal"
     for log_path, given in LAUNCHED:
         if not log_path.exists():

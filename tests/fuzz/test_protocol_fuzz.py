@@ -8,66 +8,52 @@ same engine for minutes.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import os
-import secrets
-import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 
 from tests.conftest import PgServer
-from tests.fuzz.engine import MARKER, Target, fuzz
-from tests.pgseal_process import REPO_ROOT, start_pgseal
+from tests.fuzz.engine import (
+    MARKER,
+    SYNC,
+    Target,
+    _bind,
+    _execute,
+    _parse,
+    fuzz,
+    healthy_query,
+    run_case,
+)
+from tests.stacks import encrypted_database
 
 CASES = int(os.environ.get("PGSEAL_FUZZ_CASES", "600"))
 
 
 async def test_mutated_sessions_never_crash_hang_or_leak(
-    pg_server: PgServer, tmp_path: Path
+    pg_server: PgServer, fresh_db: str, tmp_path: Path
 ) -> None:
-    name = "fuzz_" + secrets.token_hex(4)
-    admin = await asyncpg.connect(pg_server.dsn())
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    direct = pg_server.dsn(name)
-    db = await asyncpg.connect(direct)
-    await db.execute("CREATE TABLE fz (id serial, business_id int, secret bytea)")
-    await db.close()
-    await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "proxy", "keys", "init", "--dsn", direct],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
+    encrypted = await encrypted_database(
+        pg_server, fresh_db, tmp_path, "limits: {max_message_size: 1048576}\n"
     )
-    proxy = await asyncio.to_thread(
-        start_pgseal,
-        tmp_path,
-        f"postgresql://{pg_server.host}:{pg_server.port}/{name}",
-        f"service_dsn: {direct}\nmaster_key: env:MK\n"
-        "limits: {max_message_size: 1048576}\n"
-        "tables:\n  fz:\n    tenant_column: business_id\n    columns:\n"
-        "      secret: {type: text}\n",
-        {"MK": base64.b64encode(os.urandom(32)).decode()},
-    )
+    proxy = encrypted.proxy
     try:
-        user = urlsplit(direct).username or "postgres"
-        target = Target("127.0.0.1", proxy.port, user, name)
-        stats = await fuzz(target, "fz", CASES, seed=20261124)
+        target = Target("127.0.0.1", proxy.port, encrypted.user, encrypted.name)
+        stats = await fuzz(target, "t", CASES, seed=20261124)
         assert stats.failures == []
         assert stats.cases == CASES
-        # Mutations reach every kind of ending, so the run exercised something.
+        # Mutations reach every kind of ending, so the run exercised something;
+        # some cases ran on a connection an earlier case left idle, and the
+        # healthy client was answered while the cases ran, not only at the end.
         assert stats.outcomes.get("error", 0) > 0
         assert stats.outcomes.get("closed", 0) > 0
+        assert stats.reused > 0
+        assert stats.healthy_queries > 0
         assert proxy.process is not None
         assert proxy.process.poll() is None
-        raw = await asyncpg.connect(direct)
+        raw = await asyncpg.connect(encrypted.direct)
         try:
-            rows = await raw.fetch("SELECT secret FROM fz WHERE secret IS NOT NULL")
+            rows = await raw.fetch("SELECT secret FROM t WHERE secret IS NOT NULL")
             assert all(r["secret"][0] == 1 for r in rows)
             assert MARKER.encode() not in b"".join(r["secret"] for r in rows)
         finally:
@@ -75,5 +61,32 @@ async def test_mutated_sessions_never_crash_hang_or_leak(
         log = proxy.log_text()
         assert "Traceback" not in log
         assert "internal error" not in log
+    finally:
+        proxy.stop()
+
+
+async def test_parameter_zero_is_no_parameter(
+    pg_server: PgServer, fresh_db: str, tmp_path: Path
+) -> None:
+    """Regression (bench/fuzz found it: a bit flip turns ``$1`` into ``$0``): pgseal
+    read a tenant column's ``$0`` as parameter index -1, took the last parameter
+    as the business and failed with an IndexError (an internal error, the
+    connection closed). Parse, Bind and Execute go in one pipeline, as the
+    fuzzer sent them, so pgseal binds before Postgres answers the Parse."""
+    encrypted = await encrypted_database(pg_server, fresh_db, tmp_path)
+    proxy = encrypted.proxy
+    try:
+        target = Target("127.0.0.1", proxy.port, encrypted.user, encrypted.name)
+        sql = "INSERT INTO t (business_id, secret) VALUES ($0, $2)"
+        payload = _parse("", sql) + _bind("", "", [b"1", MARKER.encode()]) + _execute() + SYNC
+        result = await run_case(target, payload)
+        assert result.outcome == "error"
+        assert await healthy_query(target)
+        raw = await asyncpg.connect(encrypted.direct)
+        try:
+            assert await raw.fetchval("SELECT count(*) FROM t") == 0
+        finally:
+            await raw.close()
+        assert "internal error" not in proxy.log_text()
     finally:
         proxy.stop()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import trustme
 
 from proxy.embedded import free_port
 from tests.conftest import PgServer
@@ -252,3 +253,51 @@ async def test_upstream_connect_that_hangs_times_out_with_08001(tmp_path: Path) 
             assert f"127.0.0.1:{port}" in str(info.value)
         finally:
             proxy.stop()
+
+
+async def test_direct_tls_sockets_waiting_for_their_first_byte_hold_a_slot(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """With ``tls.direct`` pgseal peeks at the first byte before it knows whether
+    TLS comes first; a socket still silent there counts against the limit like
+    any other, and its slot comes back when it closes."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "pgseal.crt"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "pgseal.key"))
+    proxy = await asyncio.to_thread(
+        start_pgseal,
+        tmp_path / "pgseal",
+        f"postgresql://{pg_server.host}:{pg_server.port}/postgres",
+        f"tls:\n  cert: {tmp_path / 'pgseal.crt'}\n  key: {tmp_path / 'pgseal.key'}\n"
+        "  direct: true\n  upstream: disable\n"
+        "limits: {max_client_connections: 2, startup_timeout_seconds: 30}\n",
+    )
+    user = pg_server.base_dsn.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0]
+    dsn = proxy.dsn(user=user, sslmode="disable")
+    silent = [await asyncio.open_connection("127.0.0.1", proxy.port) for _ in range(2)]
+    try:
+        with pytest.raises(asyncpg.TooManyConnectionsError, match="too many clients"):
+            await asyncpg.connect(dsn, timeout=10)
+        for _, writer in silent:
+            writer.close()
+        # The slots come back as soon as pgseal sees the close, not at the timeout.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn, timeout=10)
+                break
+            except asyncpg.TooManyConnectionsError:
+                assert time.monotonic() < deadline, "the silent sockets' slots never came back"
+                await asyncio.sleep(0.1)
+        try:
+            assert await conn.fetchval("SELECT 5") == 5
+            second = await asyncpg.connect(dsn, timeout=10)
+            assert await second.fetchval("SELECT 6") == 6
+            await second.close()
+        finally:
+            await conn.close()
+    finally:
+        for _, writer in silent:
+            writer.close()
+        proxy.stop()

@@ -11,8 +11,8 @@ import asyncpg
 
 from proxy.embedded import free_port
 from tests.conftest import PgServer
-from tests.ops.conftest import encrypted_database
 from tests.pgseal_process import start_pgseal
+from tests.stacks import encrypted_database
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

@@ -20,8 +20,8 @@ import pytest
 
 from proxy.workers import STARTUP_WINDOW
 from tests.conftest import PgServer
-from tests.ops.conftest import TABLE_RULES, encrypted_database
 from tests.pgseal_process import REPO_ROOT, PgsealProcess, start_pgseal
+from tests.stacks import TABLE_RULES, encrypted_database
 
 _OPENED = re.compile(r"connection opened .*\bpid=(\d+)")
 

@@ -1,4 +1,10 @@
-"""An encrypted database behind a running pgseal, for the operations tests."""
+"""An encrypted database behind a running pgseal: the stack most integration tests need.
+
+One table with a protected column, an initialised key store, and ``pgseal
+serve`` in front with a fresh random master key, built the same way for the
+operations tests, the fuzz run, the secrets scan and ``bench/fuzz``. The schema
+and the column rules are parameters; the default is the operations table ``t``.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +22,9 @@ import asyncpg
 from tests.conftest import PgServer
 from tests.pgseal_process import REPO_ROOT, PgsealProcess, start_pgseal
 
-#: One protected table: ``t (id serial, business_id int, secret bytea)``,
-#: ``secret`` encrypted as text per ``business_id``.
+#: ``t (id serial, business_id int, secret bytea)``, ``secret`` encrypted as text
+#: per ``business_id``.
+TABLE_SQL = "CREATE TABLE t (id serial, business_id int, secret bytea)"
 TABLE_RULES = (
     "tables:\n  t:\n    tenant_column: business_id\n    columns:\n      secret: {type: text}\n"
 )
@@ -29,9 +36,12 @@ class EncryptedDatabase:
     direct: str  # superuser DSN straight to the database (an auditor's view)
     name: str
 
+    @property
+    def user(self) -> str:
+        return urlsplit(self.direct).username or "postgres"
+
     def dsn(self) -> str:
-        user = urlsplit(self.direct).username or "postgres"
-        return self.proxy.dsn(user=user, database=self.name)
+        return self.proxy.dsn(user=self.user, database=self.name)
 
 
 async def encrypted_database(
@@ -40,16 +50,20 @@ async def encrypted_database(
     workdir: Path,
     extra_yaml: str = "",
     args: tuple[str, ...] = (),
+    *,
+    table_sql: str = TABLE_SQL,
+    rules: str = TABLE_RULES,
 ) -> EncryptedDatabase:
-    """Table ``t`` and an initialised key store in ``direct`` (a ``fresh_db``), pgseal in front.
+    """``table_sql`` and an initialised key store in ``direct`` (a ``fresh_db``), pgseal in front.
 
-    ``extra_yaml`` adds top-level config keys (``metrics_listen``, ``key_cache``);
-    ``args`` are more ``pgseal serve`` options. The caller stops ``proxy``.
+    ``extra_yaml`` adds top-level config keys (``metrics_listen``, ``limits``);
+    ``args`` are more ``pgseal serve`` options; ``rules`` is the ``tables:``
+    section. The caller stops ``proxy``.
     """
     name = urlsplit(direct).path.lstrip("/")
     db = await asyncpg.connect(direct)
     try:
-        await db.execute("CREATE TABLE t (id serial, business_id int, secret bytea)")
+        await db.execute(table_sql)
     finally:
         await db.close()
     await asyncio.to_thread(
@@ -63,7 +77,7 @@ async def encrypted_database(
         start_pgseal,
         workdir,
         f"postgresql://{pg_server.host}:{pg_server.port}/{name}",
-        f"service_dsn: {direct}\nmaster_key: env:MK\n{extra_yaml}{TABLE_RULES}",
+        f"service_dsn: {direct}\nmaster_key: env:MK\n{extra_yaml}{rules}",
         {"MK": base64.b64encode(os.urandom(32)).decode()},
         args=args,
     )
