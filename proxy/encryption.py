@@ -498,9 +498,6 @@ class SessionCrypto:
     def forget_statement(self, name: str) -> None:
         self.statements.pop(name, None)
 
-    def forget_all_statements(self) -> None:
-        self.statements.clear()
-
     def bind(self, body: bytes) -> tuple[bytes | None, PortalState]:
         """Seal a Bind's parameters; the new message (or None) and the portal state."""
         first = body.find(b"\x00")
