@@ -56,6 +56,9 @@ def render(proxy: Proxy) -> str:
     out: list[str] = []
     _line(out, "pgseal_connections", "gauge", "Client connections open now.",
           {"": len(proxy.connections)})  # fmt: skip
+    _line(out, "pgseal_client_sockets", "gauge",
+          "Accepted client sockets holding a max_client_connections slot, handshakes included.",
+          {"": proxy.open_sockets})  # fmt: skip
     _line(out, "pgseal_connections_total", "counter", "Client connections accepted.",
           {"": proxy.accepted})  # fmt: skip
     plans_by_kind = {f'{{plan="{k}"}}': float(v) for k, v in sorted(m.queries.items())}

@@ -45,13 +45,17 @@ class Limited:
         return self.proxy.dsn(user=self.user)
 
     def open_connections(self) -> int:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body: str = response.read().decode()
-        for line in body.splitlines():
-            if line.startswith("pgseal_connections "):
-                return int(float(line.split()[1]))
-        raise AssertionError("no pgseal_connections gauge")
+        return gauge(self.metrics_port, "pgseal_connections")
+
+
+def gauge(metrics_port: int, name: str) -> int:
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: str = response.read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"no {name} gauge")
 
 
 @pytest.fixture(scope="module")
@@ -265,13 +269,15 @@ async def test_direct_tls_sockets_waiting_for_their_first_byte_hold_a_slot(
     cert = ca.issue_cert("127.0.0.1")
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "pgseal.crt"))
     cert.private_key_pem.write_to_path(str(tmp_path / "pgseal.key"))
+    metrics_port = free_port()
     proxy = await asyncio.to_thread(
         start_pgseal,
         tmp_path / "pgseal",
         f"postgresql://{pg_server.host}:{pg_server.port}/postgres",
         f"tls:\n  cert: {tmp_path / 'pgseal.crt'}\n  key: {tmp_path / 'pgseal.key'}\n"
         "  direct: true\n  upstream: disable\n"
-        "limits: {max_client_connections: 2, startup_timeout_seconds: 30}\n",
+        "limits: {max_client_connections: 2, startup_timeout_seconds: 30}\n"
+        f"metrics_listen: 127.0.0.1:{metrics_port}\n",
     )
     user = pg_server.base_dsn.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0]
     dsn = proxy.dsn(user=user, sslmode="disable")
@@ -279,6 +285,9 @@ async def test_direct_tls_sockets_waiting_for_their_first_byte_hold_a_slot(
     try:
         with pytest.raises(asyncpg.TooManyConnectionsError, match="too many clients"):
             await asyncpg.connect(dsn, timeout=10)
+        # The metrics show them: slots held, though no session exists yet.
+        assert await asyncio.to_thread(gauge, metrics_port, "pgseal_client_sockets") == 2
+        assert await asyncio.to_thread(gauge, metrics_port, "pgseal_connections") == 0
         for _, writer in silent:
             writer.close()
         # The slots come back as soon as pgseal sees the close, not at the timeout.
