@@ -73,6 +73,13 @@ LOGICAL_TYPE_OIDS: dict[str, int] = {
 }
 
 
+def _check_param_index(index: int) -> None:
+    # ``$0`` is no parameter (Postgres: 42P02) and would index the Bind's values
+    # from the end: a plan naming it is a planner bug, refused rather than run.
+    if index < 1:
+        raise ValueError(f"parameter index ${index} is not a parameter")
+
+
 # --- tenant sources -------------------------------------------------------------
 
 
@@ -81,6 +88,9 @@ class TenantFromParam:
     """The tenant is the value of client parameter ``$index`` (1-based)."""
 
     index: int
+
+    def __post_init__(self) -> None:
+        _check_param_index(self.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +117,18 @@ class ClientParam:
 
     index: int
 
+    def __post_init__(self) -> None:
+        _check_param_index(self.index)
+
 
 @dataclass(frozen=True, slots=True)
 class ClientParamArray:
     """An array Bind value of ``$index``; every element is transformed."""
 
     index: int
+
+    def __post_init__(self) -> None:
+        _check_param_index(self.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +225,9 @@ class ParamPlan:
     parse_oid: int | None = None
     #: OID to report in ParameterDescription; None = report what Postgres says.
     logical_oid: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_param_index(self.index)
 
 
 # --- statement facts ---------------------------------------------------------------

@@ -822,3 +822,20 @@ def test_no_plaintext_literal_in_any_rewritten_sql() -> None:
             if isinstance(slot.source, Literal) and slot.source.text:
                 assert f"'{slot.source.text}'" not in result.sql_extended
                 assert f"'{slot.source.text}'" not in simple
+
+
+@pytest.mark.parametrize("index", [0, -1])
+def test_a_plan_cannot_name_parameter_zero(index: int) -> None:
+    """``$0`` would index a Bind's values from the end: the plan types refuse it,
+    so a planner bug becomes a refusal instead of sealing the wrong value."""
+    from rules.plan_types import BindAction, ClientParamArray, ParamPlan, TenantFromParam
+
+    for make in (
+        ClientParam,
+        ClientParamArray,
+        TenantFromParam,
+        lambda i: ParamPlan(i, BindAction.SEAL),
+    ):
+        with pytest.raises(ValueError, match="is not a parameter"):
+            make(index)
+    assert ClientParam(1).index == 1
