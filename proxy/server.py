@@ -1019,12 +1019,19 @@ async def serve(
 ) -> None:
     """Run a proxy until ``stop`` is set or SIGTERM/SIGINT arrives."""
     proxy = Proxy(settings, encryption)
-    await proxy.start()
     metrics_server = None
     if settings.metrics_host is not None:
+        # Before the client port opens: whoever sees pgseal accept clients can
+        # scrape it (a test or an orchestrator waiting on the port).
         metrics_server = await start_metrics_server(
             proxy, settings.metrics_host, settings.metrics_port
         )
+    try:
+        await proxy.start()
+    except BaseException:
+        if metrics_server is not None:
+            metrics_server.close()
+        raise
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
