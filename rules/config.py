@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -596,6 +597,35 @@ class _Reader:
             self.fail(node, f"{what} must not be empty")
         return value
 
+    def secret(self, node: Node, what: str) -> str:
+        """A secret written inline, or kept out of the file: ``{env: VARIABLE}``
+        or ``{file: PATH}`` (a file only its owner can read; one trailing newline
+        is dropped). Errors name the variable or file, never the value."""
+        if not isinstance(node, MappingNode):
+            return self.text(node, what)
+        fields = _Fields(self, node, what, ("env", "file"))
+        env_node, file_node = fields.get("env"), fields.get("file")
+        if (env_node is None) == (file_node is None):
+            self.fail(node, f"{what} takes one of env: VARIABLE or file: PATH")
+        if env_node is not None:
+            name = self.text(env_node, f"{what}.env")
+            value = os.environ.get(name)
+            if not value:
+                self.fail(env_node, f"{what}: environment variable {name} is not set")
+            return value
+        assert file_node is not None
+        path = self.path(file_node, f"{what}.file")
+        if path.stat().st_mode & 0o077:
+            self.fail(
+                file_node,
+                f"{what}: {path} is readable by group or others; chmod 600 it",
+            )
+        value = path.read_text(encoding="utf-8")
+        value = value[:-1] if value.endswith("\n") else value
+        if not value:
+            self.fail(file_node, f"{what}: {path} is empty")
+        return value
+
     def integer(self, node: Node, what: str, minimum: int, maximum: int | None = None) -> int:
         if not isinstance(node, ScalarNode) or node.tag != _INT_TAG:
             self.fail(node, f"{what} must be a whole number")
@@ -889,7 +919,7 @@ class _Reader:
             auth_file=auth_file,
             auth_query=auth_query,
             upstream_user=self.text(user_node, "auth.upstream_user") if user_node else None,
-            upstream_password=self.text(password_node, "auth.upstream_password")
+            upstream_password=self.secret(password_node, "auth.upstream_password")
             if password_node
             else None,
         )

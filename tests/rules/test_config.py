@@ -748,3 +748,41 @@ def test_reload_keeps_the_command_line_values(tmp_path: Path) -> None:
     path.write_text("listen: nope\n")
     with pytest.raises(ConfigError, match=r":1: listen: expected HOST:PORT"):
         config.reload()
+
+
+_TERMINATE = "service_dsn: postgresql://p@h/d\nauth:\n  mode: terminate\n  upstream_user: svc\n"
+
+
+def test_upstream_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGSEAL_TEST_UPSTREAM_PW", "from-env-9f2c")
+    config = parse_config(
+        HEAD + _TERMINATE + "  upstream_password: {env: PGSEAL_TEST_UPSTREAM_PW}\n"
+    )
+    assert config.auth.upstream_password == "from-env-9f2c"
+    assert "from-env-9f2c" not in repr(config)
+    monkeypatch.delenv("PGSEAL_TEST_UPSTREAM_PW")
+    error = expect_error(
+        _TERMINATE + "  upstream_password: {env: PGSEAL_TEST_UPSTREAM_PW}  # <-\n",
+        "environment variable PGSEAL_TEST_UPSTREAM_PW is not set",
+    )
+    assert "from-env" not in str(error)
+
+
+def test_upstream_password_from_a_private_file(tmp_path: Path) -> None:
+    secret = tmp_path / "upstream.pw"
+    secret.write_text("from-file-41ab\n")
+    secret.chmod(0o600)
+    text = HEAD + _TERMINATE + f"  upstream_password: {{file: {secret}}}\n"
+    assert parse_config(text, base_dir=tmp_path).auth.upstream_password == "from-file-41ab"
+    secret.chmod(0o640)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, base_dir=tmp_path)
+    assert "readable by group or others; chmod 600" in str(caught.value)
+    assert "from-file" not in str(caught.value)
+
+
+def test_upstream_password_takes_env_or_file_not_both() -> None:
+    expect_error(
+        _TERMINATE + "  upstream_password: {env: A, file: /b}  # <-\n",
+        "takes one of env: VARIABLE or file: PATH",
+    )
