@@ -388,14 +388,17 @@ class CopyIn(_Transform):
         tenant_index: int | None,
         tenant_type_oid: int,
         blind: Sequence[_Field],
+        appended_tenant: str | None = None,
     ) -> None:
         super().__init__(crypt, fmt, fields, width, header)
         self.tenant_index = tenant_index
         self.tenant_type_oid = tenant_type_oid
         self.blind = tuple(blind)
+        #: The tenant column pgseal appended (the client's list lacks it).
+        self.appended_tenant = appended_tenant
         self.blind_names: tuple[bytes, ...] = tuple(
             (f.column.searchable or "").encode() for f in blind
-        )
+        ) + ((appended_tenant.encode(),) if appended_tenant else ())
 
     def header_line(self, line: bytes) -> bytes:
         if not self.blind_names:
@@ -470,6 +473,17 @@ class CopyIn(_Transform):
             extra.append(self.crypt.blind(b.column, tenant, canonical_b))
             if self.fmt != "binary":
                 extra[-1] = b"\\x" + (extra[-1] or b"").hex().encode()
+        if self.appended_tenant is not None:
+            # Every row names its business, those with no protected value too.
+            tenant = tenant or self._tenant(fields, self.fields[0].column)
+            try:
+                extra.append(self.crypt.tenant_wire(tenant, 1 if wire else 0, self.tenant_type_oid))
+            except ValueFormatError as exc:
+                raise refusal(
+                    f"pgseal: invalid business id for COPY into {self.fields[0].column.qualified}:"
+                    f" {exc}",
+                    sqlstate="22P02",
+                ) from None
         return self.join([*fields, *extra])
 
     def _stored(self, column: ProtectedColumn, envelope: bytes) -> bytes:
@@ -525,6 +539,8 @@ def copy_transform(crypt: SessionCrypto, info: CopyInfo, sql: str) -> CopyIn | C
         return CopyOut(crypt, info.format, fields, len(names), header)
     # FROM: the planner appended one blind-index name per searchable column.
     blind_names = {c.searchable for c in table.columns.values() if c.searchable}
+    if info.appended_tenant:
+        names = names[:-1]  # the tenant column pgseal appended: the rows lack it
     given = [n for n in names if n not in blind_names]
     fields = [_Field(i, c) for i, n in enumerate(given) if (c := table.column(n)) is not None]
     if not fields:
@@ -540,4 +556,5 @@ def copy_transform(crypt: SessionCrypto, info: CopyInfo, sql: str) -> CopyIn | C
         tenant_index,
         table_info.tenant_type_oid if table_info else 0,
         blind,
+        table.tenant_column if info.appended_tenant else None,
     )

@@ -791,6 +791,16 @@ class SessionCrypto:
             return data.decode()
         raise ValueFormatError("binary business ids must be integer, bigint or uuid")
 
+    def tenant_wire(self, tenant: str, fmt: int, oid: int) -> bytes:
+        """The inverse of :meth:`tenant_text`: a tenant as a column value in ``fmt``."""
+        if fmt == 0:
+            return tenant.encode()
+        logical = _OID_TO_LOGICAL.get(oid)
+        if logical in _TENANT_TYPES:
+            assert logical is not None
+            return codec_for(logical).from_canonical(tenant.encode(), 1)
+        raise ValueFormatError("binary business ids must be integer, bigint or uuid")
+
     def seal(self, column: ProtectedColumn, tenant: str, canonical: bytes) -> bytes:
         return self._seal(column, tenant, canonical)
 

@@ -525,19 +525,30 @@ class _StatementPlanner:
         added = tuple(
             col for n in (columns or ()) if (col := table.column(n)) is not None and col.searchable
         )
-        if direction != "from" or not added:
-            return info, None
-        # The stream gains one blind-index value per searchable column, at the end.
-        end = target.end("cols")
-        extra = "".join(
-            ", " + make_identifier(c.searchable or "").sql(dialect="postgres") for c in added
+        # Without the tenant column the rows would not name the business their
+        # envelopes belong to: pgseal appends it and fills in the session's tenant
+        # (the stream refuses the COPY when the session has none), as for INSERT.
+        add_tenant = (
+            direction == "from"
+            and table.tenant_column not in (columns or ())
+            and any(table.column(n) is not None for n in (columns or ()))
         )
+        if direction != "from" or not (added or add_tenant):
+            return info, None
+        # The stream gains one blind-index value per searchable column, then the
+        # tenant when it was missing, at the end.
+        names = [c.searchable or "" for c in added]
+        if add_tenant:
+            names.append(table.tenant_column)
+        end = target.end("cols")
+        extra = "".join(", " + make_identifier(n).sql(dialect="postgres") for n in names)
         new_text = _splice_after_comment_strip(text, body, end, extra)
         copy = CopyInfo(
             table.qualified,
             direction,
             fmt,
-            (*(columns or ()), *(c.searchable or "" for c in added)),
+            (*(columns or ()), *names),
+            appended_tenant=add_tenant,
         )
         info = StatementInfo(text, "COPY", reads=reads, writes=writes, copy=copy)
         return info, _Rewritten((new_text,), (), (), 0)

@@ -261,6 +261,9 @@ class CopyInfo:
     format: str  # "text", "csv" or "binary"
     columns: tuple[str, ...] | None
     outputs: tuple[ProtectedColumn | None, ...] | None = None
+    #: FROM: pgseal appended the tenant column (last, after the blind indexes)
+    #: because the client's column list lacks it; rows get the session's tenant.
+    appended_tenant: bool = False
 
 
 @dataclass(frozen=True, slots=True)

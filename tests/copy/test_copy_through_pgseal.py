@@ -123,20 +123,33 @@ async def test_copy_with_session_tenant(encrypted: Encrypted, direct: asyncpg.Co
                 "customers", records=[(8, "x", "1")], columns=["business_id", "name", "phone"]
             )
         assert info.value.sqlstate == "42501"
-        # Without the tenant column the session's tenant seals the value, and
-        # Postgres itself then rejects the NULL business_id; its error names
-        # the row, but the protected value in it is never shown in clear.
-        with pytest.raises(asyncpg.NotNullViolationError) as null:
-            await conn.copy_records_to_table(
-                "customers", records=[("m", "555-0010")], columns=["name", "phone"]
+        # Without the tenant column pgseal appends it and fills in the session's
+        # tenant (binary here, text and CSV below), as it does for INSERT, so
+        # every row names the business its envelopes belong to.
+        await conn.copy_records_to_table(
+            "customers", records=[("m", "555-0010")], columns=["name", "phone"]
+        )
+        formats: tuple[tuple[Literal["text", "csv"], bytes], ...] = (
+            ("text", b"t\t555-0011\n"),
+            ("csv", b"name,phone\nc,555-0012\n"),
+        )
+        for fmt, data in formats:
+            await conn.copy_to_table(
+                "customers",
+                source=io.BytesIO(data),
+                columns=["name", "phone"],
+                format=fmt,
+                header=fmt == "csv",
             )
-        assert "555-0010" not in str(null.value.detail)
-        assert "\\x01" not in str(null.value.detail)
-        assert await conn.fetchval("SELECT phone FROM customers") == "555-0009"
+        phones = await conn.fetch("SELECT name, phone FROM customers ORDER BY id")
+        assert [tuple(r) for r in phones] == [
+            ("n", "555-0009"), ("m", "555-0010"), ("t", "555-0011"), ("c", "555-0012"),
+        ]  # fmt: skip
     finally:
         await conn.close()
-    rows = await direct.fetch("SELECT business_id FROM customers")
-    assert [r["business_id"] for r in rows] == [9]
+    rows = await direct.fetch("SELECT business_id, phone FROM customers ORDER BY id")
+    assert [r["business_id"] for r in rows] == [9, 9, 9, 9]
+    await assert_sealed(direct, ["555-0009", "555-0010", "555-0011", "555-0012"])
 
 
 async def test_copy_option_pgseal_cannot_interpret_is_refused(

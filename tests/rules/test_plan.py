@@ -746,6 +746,19 @@ def test_copy_info() -> None:
     assert query_copy.format == "binary"
 
 
+def test_copy_without_the_tenant_column_gets_it_appended() -> None:
+    result = rewrite("COPY customers (tax_id, phone) FROM STDIN")
+    assert result.fragments == (
+        "COPY customers (tax_id, phone, tax_id_bidx, business_id) FROM STDIN",
+    )
+    copy = result.statements[0].copy
+    assert copy is not None
+    assert copy.appended_tenant
+    assert copy.columns == ("tax_id", "phone", "tax_id_bidx", "business_id")
+    # No protected column in the list: nothing to seal, nothing appended.
+    assert isinstance(plan("COPY customers (id) FROM STDIN"), PassThrough)
+
+
 # --- multi-statement strings ---------------------------------------------------------
 
 
