@@ -72,6 +72,7 @@ _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _I16 = struct.Struct("!h")
 _U16 = struct.Struct("!H")
+_NULL_LENGTH = b"\xff\xff\xff\xff"  # a NULL value's Int32 length, -1
 _HDR = struct.Struct("!cI")
 _FIELD = struct.Struct("!IhIhih")  # table oid, attnum, type oid, typlen, typmod, format
 
@@ -357,23 +358,43 @@ class Bind:
 
 def decode_bind(body: bytes | memoryview) -> Bind:
     # Hot with encrypted writes (every Bind of a statement that seals): the
-    # format codes are one unpack each, the parameters framed inline as in
-    # decode_data_row. Same errors as the _Reader calls they replace.
-    reader = _Reader(body)
-    portal = reader.cstr()
-    statement = reader.cstr()
-    formats = _int16s(reader, reader.uint16())
-    count = reader.uint16()
-    if len(formats) not in (0, 1, count):
+    # names found with bytes.find, the format codes one unpack each, the
+    # parameters framed inline as in decode_data_row. Same errors as the
+    # _Reader calls they replace.
+    if isinstance(body, memoryview):
+        body = bytes(body)
+    end = len(body)
+    first = body.find(b"\x00")
+    if first < 0:
+        raise ProtocolViolation("string is not NUL-terminated")
+    try:
+        portal = body[:first].decode()
+        second = body.find(b"\x00", first + 1)
+        if second < 0:
+            raise ProtocolViolation("string is not NUL-terminated")
+        statement = body[first + 1 : second].decode()
+    except UnicodeDecodeError as exc:
+        raise ProtocolViolation("string is not valid UTF-8") from exc
+    pos = second + 1
+    if pos + 2 > end:
+        raise ProtocolViolation("message body is truncated")
+    (nformats,) = _U16.unpack_from(body, pos)
+    pos += 2
+    stop = pos + 2 * nformats + 2
+    if stop > end:
+        raise ProtocolViolation("message body is truncated")
+    *formats, count = struct.unpack_from(f"!{nformats}hH", body, pos)
+    pos = stop
+    if nformats not in (0, 1, count):
         raise ProtocolViolation(
-            f"bind message has {len(formats)} parameter formats but {count} parameters"
+            f"bind message has {nformats} parameter formats but {count} parameters"
         )
-    if any(f not in (0, 1) for f in formats):
-        raise ProtocolViolation("unsupported parameter format code")
+    for f in formats:
+        if f != 0 and f != 1:
+            raise ProtocolViolation("unsupported parameter format code")
     params: list[bytes | None] = []
     append = params.append
     unpack = _I32.unpack_from
-    pos, end = reader.pos, reader.end
     for _ in range(count):
         if pos + 4 > end:
             raise ProtocolViolation("message body is truncated")
@@ -385,9 +406,9 @@ def decode_bind(body: bytes | memoryview) -> Bind:
         stop = pos + length
         if length < 0 or stop > end:
             raise ProtocolViolation("message body is truncated")
-        append(bytes(body[pos:stop]))
+        append(body[pos:stop])
         pos = stop
-    reader.pos = pos
+    reader = _Reader(body, pos)
     results = _int16s(reader, reader.uint16())
     reader.done()
     return Bind(portal, statement, formats, params, results)
@@ -408,21 +429,22 @@ def encode_bind(
     params: Sequence[bytes | None],
     result_formats: Sequence[int],
 ) -> bytes:
+    nformats = len(param_formats)
     parts = [
         _cstr(portal),
         _cstr(statement),
-        _U16.pack(len(param_formats)),
-        *(_I16.pack(f) for f in param_formats),
-        _U16.pack(len(params)),
+        struct.pack(f"!H{nformats}hH", nformats, *param_formats, len(params)),
     ]
+    append = parts.append
+    pack = _I32.pack
     for value in params:
         if value is None:
-            parts.append(_I32.pack(-1))
+            append(_NULL_LENGTH)
         else:
-            parts.append(_I32.pack(len(value)))
-            parts.append(value)
-    parts.append(_U16.pack(len(result_formats)))
-    parts.extend(_I16.pack(f) for f in result_formats)
+            append(pack(len(value)))
+            append(value)
+    nresults = len(result_formats)
+    append(struct.pack(f"!H{nresults}h", nresults, *result_formats))
     return message(b"B", b"".join(parts))
 
 

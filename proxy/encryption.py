@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from cachetools import TTLCache
 
-from crypto.envelope import dearmor, is_armored, is_envelope, peek_key_id
+from crypto.envelope import armor, dearmor, is_armored, is_envelope, peek_key_id
 from crypto.errors import CryptoError
 from proxy import codec
 from proxy.metrics import Metrics
@@ -95,6 +95,10 @@ _TENANT_TYPES: Final = frozenset({"integer", "bigint", "smallint", "uuid", "text
 _BYTEA_ARRAY_HEADER_OID: Final = 17
 _TEXT_BINARY_TYPES: Final = frozenset({"text", "varchar"})  # binary format = text format
 _U16: Final = struct.Struct("!H")
+#: How a Bind value that may be an existing envelope starts: armoured text
+#: (``pgseal1:``), the binary form (0x01), bytea hex text (``\\x01``). Only
+#: those are checked (``_existing_envelope``); anything else is sealed.
+_ENVELOPE_LEADS: Final = frozenset({b"p", b"\x01", b"\\"})
 #: Memory for opened rows remembered per process (OpenedRows): about 40k rows of
 #: 6 short fields. The bound counts the stored and the opened row of each entry.
 OPENED_ROWS_BYTES: Final = 16 << 20
@@ -287,6 +291,56 @@ class StatementCrypto:
     client_types: tuple[int, ...] = ()
     server_types: tuple[int, ...] = ()
     columns: RowColumns | None = None
+    #: A Rewrite's Bind work, worked out on its first Bind (``_bind_sealer``).
+    sealer: BindSealer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSeal:
+    """One client parameter a Bind seals, with what sealing it needs."""
+
+    index: int  # 0-based
+    column: ProtectedColumn
+    target: ValueCodec  # the column's codec
+    #: Binary values the client declared as another logical type are read as
+    #: that type first (``_canonical_param``); None: read as ``target``.
+    via: ValueCodec | None
+    tenant: TenantSource
+    text_storage: bool  # armoured envelope (a ``text`` column) instead of bytea
+
+
+@dataclass(frozen=True, slots=True)
+class BindSealer:
+    """Per prepared statement with a Rewrite: what each Bind does, derived once.
+
+    Depends only on the plan and the client's declared types, both fixed at
+    Parse, so it lives as long as its StatementCrypto.
+    """
+
+    nulls: tuple[int, ...]  # 0-based indexes of REPLACE_WITH_NULL parameters
+    seals: tuple[ParamSeal, ...]
+    formats_added: tuple[int, ...]
+
+    @classmethod
+    def of(cls, plan: Rewrite, client_types: Sequence[int]) -> BindSealer:
+        nulls: list[int] = []
+        seals: list[ParamSeal] = []
+        for p in plan.params:
+            i = p.index - 1
+            if p.action is BindAction.REPLACE_WITH_NULL:
+                nulls.append(i)
+            elif p.action is BindAction.SEAL:
+                assert p.column is not None
+                assert p.tenant is not None
+                target = column_codec(p.column)
+                declared = _declared(client_types, i)
+                via = None
+                if declared and declared != target.oid and declared in _OID_TO_LOGICAL:
+                    via = codec_for(_OID_TO_LOGICAL[declared])
+                seals.append(
+                    ParamSeal(i, p.column, target, via, p.tenant, p.column.storage == "text")
+                )
+        return cls(tuple(nulls), tuple(seals), plan.formats_added)
 
 
 # --- the process-wide part ----------------------------------------------------------
@@ -526,52 +580,86 @@ class SessionCrypto:
         return self._bind_rewrite(bind, stmt, stmt.plan), portal
 
     def _bind_rewrite(self, bind: codec.Bind, stmt: StatementCrypto, plan: Rewrite) -> bytes:
-        if len(bind.params) != plan.client_param_count:
+        params = bind.params
+        count = len(params)
+        if count != plan.client_param_count:
             raise refusal(
-                f"bind message supplies {len(bind.params)} parameters, but prepared "
+                f"bind message supplies {count} parameters, but prepared "
                 f'statement "{bind.statement}" requires {plan.client_param_count}',
                 sqlstate="08P01",
             )
+        sealer = stmt.sealer
+        if sealer is None:
+            sealer = stmt.sealer = BindSealer.of(plan, stmt.client_types)
+        given = bind.param_formats
+        formats = given * count if len(given) == 1 else given[:] if given else [0] * count
+        values: list[bytes | None] = params[:]
+        for i in sealer.nulls:
+            values[i] = None
         need_tenants: set[str] = set()
         need_keys: set[int] = set()
-        values: list[bytes | None] = list(bind.params)
-        formats = [bind.param_format(i) for i in range(len(values))]
         # Every field of a row names the same tenant source: resolve it once.
         tenants: dict[int, str] = {}
-        for p in plan.params:
-            i = p.index - 1
-            if p.action is BindAction.REPLACE_WITH_NULL:
-                values[i] = None
-            elif p.action is BindAction.SEAL and bind.params[i] is not None:
-                assert p.column is not None
-                assert p.tenant is not None
-                tenant = tenants.get(id(p.tenant)) or self._tenant(p.tenant, bind, stmt, p.column)
-                tenants[id(p.tenant)] = tenant
+        # tenant -> the fields to seal for it, then their canonical plaintexts
+        todo: dict[str, tuple[list[ParamSeal], list[bytes]]] = {}
+        for ps in sealer.seals:
+            i = ps.index
+            data = params[i]
+            if data is None:
+                continue
+            tenant = tenants.get(id(ps.tenant))
+            if tenant is None:
+                tenant = tenants[id(ps.tenant)] = self._tenant(ps.tenant, bind, stmt, ps.column)
+            fmt = formats[i]
+            if data[:1] in _ENVELOPE_LEADS:
                 try:
-                    values[i] = self._seal_param(
-                        p.column, tenant, bind.params[i] or b"", formats[i], stmt, i
-                    )
+                    existing = self._existing_envelope(ps.column, tenant, data, fmt)
                 except NeedKeys as exc:
                     need_tenants |= exc.tenants
                     need_keys |= exc.key_ids
                     continue
-                formats[i] = 1
-        added: list[bytes | None] = []
-        for slot in plan.slots:
+                if existing is not None:
+                    values[i] = _stored(ps.column, existing)
+                    formats[i] = 1
+                    continue
             try:
-                added.append(self._slot_value(slot, bind, stmt))
-            except NeedKeys as exc:
-                need_tenants |= exc.tenants
-                need_keys |= exc.key_ids
+                if fmt == 1 and ps.via is not None:
+                    canonical = ps.target.to_canonical(ps.via.to_canonical(data, 1), 0)
+                else:
+                    canonical = ps.target.to_canonical(data, fmt)
+            except ValueFormatError as exc:
+                raise _invalid_value(ps.column, exc) from None
+            group = todo.get(tenant)
+            if group is None:
+                group = todo[tenant] = ([], [])
+            group[0].append(ps)
+            group[1].append(canonical)
+        crypto = self.enc.crypto
+        for tenant, (seals, plaintexts) in todo.items():
+            try:
+                envelopes = crypto.try_seal_many_cached(
+                    tenant, [ps.column.qualified for ps in seals], plaintexts
+                )
+            except CryptoError as exc:
+                raise crypto_refusal(exc) from None
+            if envelopes is None:
+                need_tenants.add(tenant)
+                continue
+            self.enc.metrics.values_sealed += len(envelopes)
+            for ps, envelope in zip(seals, envelopes, strict=True):
+                values[ps.index] = armor(envelope).encode("ascii") if ps.text_storage else envelope
+                formats[ps.index] = 1
+        if plan.slots:
+            for slot in plan.slots:
+                try:
+                    values.append(self._slot_value(slot, bind, stmt))
+                except NeedKeys as exc:
+                    need_tenants |= exc.tenants
+                    need_keys |= exc.key_ids
+            formats += sealer.formats_added
         if need_tenants or need_keys:
             raise NeedKeys(frozenset(need_tenants), frozenset(need_keys))
-        return codec.encode_bind(
-            bind.portal,
-            bind.statement,
-            [*formats, *plan.formats_added],
-            [*values, *added],
-            bind.result_formats,
-        )
+        return codec.encode_bind(bind.portal, bind.statement, formats, values, bind.result_formats)
 
     def query(self, sql: str) -> bytes | None:
         """Plan a simple Query; the new message, or None to forward it unchanged."""
@@ -727,10 +815,7 @@ class SessionCrypto:
                 return target.to_canonical(text, 0)
             return target.to_canonical(data, fmt)
         except ValueFormatError as exc:
-            raise refusal(
-                f"pgseal: invalid value for encrypted column {column.qualified}: {exc}",
-                sqlstate=exc.sqlstate,
-            ) from None
+            raise _invalid_value(column, exc) from None
 
     def _seal_param(
         self,
@@ -1231,6 +1316,13 @@ def _copy_refusal(statements: Sequence[StatementInfo]) -> Refused:
         f"pgseal: COPY on encrypted table {table} through the extended query protocol "
         "is not supported",
         "send COPY as a simple query (psql, asyncpg's copy_* and psycopg's copy() do)",
+    )
+
+
+def _invalid_value(column: ProtectedColumn, exc: ValueFormatError) -> Refused:
+    return refusal(
+        f"pgseal: invalid value for encrypted column {column.qualified}: {exc}",
+        sqlstate=exc.sqlstate,
     )
 
 

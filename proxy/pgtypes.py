@@ -454,6 +454,18 @@ class _TextCodec(_TypedCodec[bytes]):
 
     decode_binary = parse_text
 
+    def to_canonical(self, data: bytes, fmt: int) -> bytes:
+        # Every sealed text parameter comes here. ASCII without NUL that fits
+        # is valid UTF-8 and canonical as it is (what parse_text returns).
+        if (
+            fmt in (TEXT_FORMAT, BINARY_FORMAT)
+            and data.isascii()
+            and b"\x00" not in data
+            and (self.max_chars is None or len(data) <= self.max_chars)
+        ):
+            return data
+        return super().to_canonical(data, fmt)
+
     def format_text(self, value: bytes) -> bytes:
         return value
 
