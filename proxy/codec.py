@@ -60,6 +60,7 @@ __all__ = [
     "frames",
     "length_error",
     "message",
+    "rebind",
 ]
 
 PROTOCOL_3_0 = 196608  # 3 << 16
@@ -342,6 +343,11 @@ class Bind:
     param_formats: list[int]
     params: list[bytes | None] = field(repr=False)
     result_formats: list[int]
+    #: From decode_bind: the body, the end of its two names and the start of
+    #: its result formats, which ``rebind`` copies as they came.
+    body: bytes = field(default=b"", repr=False, compare=False)
+    names_end: int = field(default=0, repr=False, compare=False)
+    results_start: int = field(default=0, repr=False, compare=False)
 
     def param_format(self, index: int) -> int:
         """The format code of parameter ``index`` (protocol's 0/1/N rule)."""
@@ -395,23 +401,27 @@ def decode_bind(body: bytes | memoryview) -> Bind:
     params: list[bytes | None] = []
     append = params.append
     unpack = _I32.unpack_from
-    for _ in range(count):
-        if pos + 4 > end:
-            raise ProtocolViolation("message body is truncated")
-        (length,) = unpack(body, pos)
-        pos += 4
-        if length == -1:
-            append(None)
-            continue
-        stop = pos + length
-        if length < 0 or stop > end:
-            raise ProtocolViolation("message body is truncated")
-        append(body[pos:stop])
-        pos = stop
-    reader = _Reader(body, pos)
-    results = _int16s(reader, reader.uint16())
-    reader.done()
-    return Bind(portal, statement, formats, params, results)
+    try:
+        for _ in range(count):
+            (length,) = unpack(body, pos)  # struct.error past the end
+            pos += 4
+            if length < 0:
+                if length != -1:
+                    raise ProtocolViolation("message body is truncated")
+                append(None)
+                continue
+            stop = pos + length
+            if stop > end:
+                raise ProtocolViolation("message body is truncated")
+            append(body[pos:stop])
+            pos = stop
+        (nresults,) = _U16.unpack_from(body, pos)
+        results = list(struct.unpack_from(f"!{nresults}h", body, pos + 2))
+    except struct.error:
+        raise ProtocolViolation("message body is truncated") from None
+    if pos + 2 + 2 * nresults != end:
+        raise ProtocolViolation("message has trailing bytes")
+    return Bind(portal, statement, formats, params, results, body, second + 1, pos)
 
 
 def _int16s(reader: _Reader, count: int) -> list[int]:
@@ -429,12 +439,24 @@ def encode_bind(
     params: Sequence[bytes | None],
     result_formats: Sequence[int],
 ) -> bytes:
-    nformats = len(param_formats)
-    parts = [
-        _cstr(portal),
-        _cstr(statement),
-        struct.pack(f"!H{nformats}hH", nformats, *param_formats, len(params)),
-    ]
+    nresults = len(result_formats)
+    results = struct.pack(f"!H{nresults}h", nresults, *result_formats)
+    return _bind(_cstr(portal) + _cstr(statement), param_formats, params, results)
+
+
+def rebind(bind: Bind, param_formats: Sequence[int], params: Sequence[bytes | None]) -> bytes:
+    """A decoded Bind with other parameters; names and result formats copied as they came."""
+    body = bind.body
+    if not body:
+        return encode_bind(bind.portal, bind.statement, param_formats, params, bind.result_formats)
+    return _bind(body[: bind.names_end], param_formats, params, body[bind.results_start :])
+
+
+def _bind(
+    names: bytes, formats: Sequence[int], params: Sequence[bytes | None], results: bytes
+) -> bytes:
+    nformats = len(formats)
+    parts = [names, struct.pack(f"!H{nformats}hH", nformats, *formats, len(params))]
     append = parts.append
     pack = _I32.pack
     for value in params:
@@ -443,8 +465,7 @@ def encode_bind(
         else:
             append(pack(len(value)))
             append(value)
-    nresults = len(result_formats)
-    append(struct.pack(f"!H{nresults}h", nresults, *result_formats))
+    append(results)
     return message(b"B", b"".join(parts))
 
 

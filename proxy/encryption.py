@@ -92,6 +92,7 @@ _ARRAY_OID: Final = {
     name: codec_for(name).array_oid for name in LOGICAL_TYPE_OIDS if name != "varchar"
 } | {"varchar": 1015}
 _TENANT_TYPES: Final = frozenset({"integer", "bigint", "smallint", "uuid", "text", "varchar"})
+_TENANT_CODECS: Final = {name: codec_for(name) for name in _TENANT_TYPES}
 _BYTEA_ARRAY_HEADER_OID: Final = 17
 _TEXT_BINARY_TYPES: Final = frozenset({"text", "varchar"})  # binary format = text format
 _U16: Final = struct.Struct("!H")
@@ -301,6 +302,7 @@ class ParamSeal:
 
     index: int  # 0-based
     column: ProtectedColumn
+    qualified: str  # the column's AAD name
     target: ValueCodec  # the column's codec
     #: Binary values the client declared as another logical type are read as
     #: that type first (``_canonical_param``); None: read as ``target``.
@@ -338,7 +340,15 @@ class BindSealer:
                 if declared and declared != target.oid and declared in _OID_TO_LOGICAL:
                     via = codec_for(_OID_TO_LOGICAL[declared])
                 seals.append(
-                    ParamSeal(i, p.column, target, via, p.tenant, p.column.storage == "text")
+                    ParamSeal(
+                        i,
+                        p.column,
+                        p.column.qualified,
+                        target,
+                        via,
+                        p.tenant,
+                        p.column.storage == "text",
+                    )
                 )
         return cls(tuple(nulls), tuple(seals), plan.formats_added)
 
@@ -600,16 +610,25 @@ class SessionCrypto:
         need_keys: set[int] = set()
         # Every field of a row names the same tenant source: resolve it once.
         tenants: dict[int, str] = {}
-        # tenant -> the fields to seal for it, then their canonical plaintexts
-        todo: dict[str, tuple[list[ParamSeal], list[bytes]]] = {}
+        source: TenantSource | None = None
+        tenant = ""
+        mixed = False  # fields of more than one tenant (rare)
+        sealing: list[ParamSeal] = []
+        columns: list[str] = []
+        plaintexts: list[bytes] = []
+        owners: list[str] = []
         for ps in sealer.seals:
             i = ps.index
             data = params[i]
             if data is None:
                 continue
-            tenant = tenants.get(id(ps.tenant))
-            if tenant is None:
-                tenant = tenants[id(ps.tenant)] = self._tenant(ps.tenant, bind, stmt, ps.column)
+            if ps.tenant is not source:
+                source = ps.tenant
+                found = tenants.get(id(source))
+                if found is None:
+                    found = tenants[id(source)] = self._tenant(source, bind, stmt, ps.column)
+                mixed = mixed or (bool(owners) and found != owners[0])
+                tenant = found
             fmt = formats[i]
             if data[:1] in _ENVELOPE_LEADS:
                 try:
@@ -629,26 +648,27 @@ class SessionCrypto:
                     canonical = ps.target.to_canonical(data, fmt)
             except ValueFormatError as exc:
                 raise _invalid_value(ps.column, exc) from None
-            group = todo.get(tenant)
-            if group is None:
-                group = todo[tenant] = ([], [])
-            group[0].append(ps)
-            group[1].append(canonical)
-        crypto = self.enc.crypto
-        for tenant, (seals, plaintexts) in todo.items():
-            try:
-                envelopes = crypto.try_seal_many_cached(
-                    tenant, [ps.column.qualified for ps in seals], plaintexts
+            sealing.append(ps)
+            columns.append(ps.qualified)
+            plaintexts.append(canonical)
+            owners.append(tenant)
+        if sealing:
+            if mixed:
+                for one in dict.fromkeys(owners):
+                    picked = [k for k, owner in enumerate(owners) if owner == one]
+                    self._seal_fields(
+                        one,
+                        [sealing[k] for k in picked],
+                        [columns[k] for k in picked],
+                        [plaintexts[k] for k in picked],
+                        values,
+                        formats,
+                        need_tenants,
+                    )
+            else:
+                self._seal_fields(
+                    owners[0], sealing, columns, plaintexts, values, formats, need_tenants
                 )
-            except CryptoError as exc:
-                raise crypto_refusal(exc) from None
-            if envelopes is None:
-                need_tenants.add(tenant)
-                continue
-            self.enc.metrics.values_sealed += len(envelopes)
-            for ps, envelope in zip(seals, envelopes, strict=True):
-                values[ps.index] = armor(envelope).encode("ascii") if ps.text_storage else envelope
-                formats[ps.index] = 1
         if plan.slots:
             for slot in plan.slots:
                 try:
@@ -659,7 +679,30 @@ class SessionCrypto:
             formats += sealer.formats_added
         if need_tenants or need_keys:
             raise NeedKeys(frozenset(need_tenants), frozenset(need_keys))
-        return codec.encode_bind(bind.portal, bind.statement, formats, values, bind.result_formats)
+        return codec.rebind(bind, formats, values)
+
+    def _seal_fields(
+        self,
+        tenant: str,
+        seals: list[ParamSeal],
+        columns: list[str],
+        plaintexts: list[bytes],
+        values: list[bytes | None],
+        formats: list[int],
+        need_tenants: set[str],
+    ) -> None:
+        """Seal one tenant's fields of a Bind into ``values`` (binary format)."""
+        try:
+            envelopes = self.enc.crypto.try_seal_many_cached(tenant, columns, plaintexts)
+        except CryptoError as exc:
+            raise crypto_refusal(exc) from None
+        if envelopes is None:
+            need_tenants.add(tenant)
+            return
+        self.enc.metrics.values_sealed += len(envelopes)
+        for ps, envelope in zip(seals, envelopes, strict=True):
+            values[ps.index] = armor(envelope).encode("ascii") if ps.text_storage else envelope
+            formats[ps.index] = 1
 
     def query(self, sql: str) -> bytes | None:
         """Plan a simple Query; the new message, or None to forward it unchanged."""
@@ -787,11 +830,10 @@ class SessionCrypto:
         if not oid:
             info = self.enc.catalog.tables.get(f"{column.schema}.{column.table}")
             oid = info.tenant_type_oid if info else 0
-        logical = _OID_TO_LOGICAL.get(oid)
+        tenant_codec = _TENANT_CODECS.get(_OID_TO_LOGICAL.get(oid, ""))
         try:
-            if logical in _TENANT_TYPES:
-                assert logical is not None
-                return codec_for(logical).to_canonical(data, fmt).decode()
+            if tenant_codec is not None:
+                return tenant_codec.to_canonical(data, fmt).decode()
             if fmt == 0:
                 return data.decode()
         except (ValueFormatError, UnicodeDecodeError) as exc:
