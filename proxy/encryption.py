@@ -309,6 +309,9 @@ class ParamSeal:
     via: ValueCodec | None
     tenant: TenantSource
     text_storage: bool  # armoured envelope (a ``text`` column) instead of bytea
+    #: text or varchar without a length, read as itself: ASCII without NUL is
+    #: then canonical as it is (``to_canonical`` would return it unchanged).
+    ascii_as_is: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +351,9 @@ class BindSealer:
                         via,
                         p.tenant,
                         p.column.storage == "text",
+                        target.logical_type in _TEXT_BINARY_TYPES
+                        and not p.column.type_modifier
+                        and via is None,
                     )
                 )
         return cls(tuple(nulls), tuple(seals), plan.formats_added)
@@ -612,11 +618,9 @@ class SessionCrypto:
         tenants: dict[int, str] = {}
         source: TenantSource | None = None
         tenant = ""
-        mixed = False  # fields of more than one tenant (rare)
         sealing: list[ParamSeal] = []
-        columns: list[str] = []
         plaintexts: list[bytes] = []
-        owners: list[str] = []
+        owners: list[str] | None = None  # per field, once they are not all one tenant
         for ps in sealer.seals:
             i = ps.index
             data = params[i]
@@ -627,7 +631,8 @@ class SessionCrypto:
                 found = tenants.get(id(source))
                 if found is None:
                     found = tenants[id(source)] = self._tenant(source, bind, stmt, ps.column)
-                mixed = mixed or (bool(owners) and found != owners[0])
+                if owners is None and sealing and found != tenant:
+                    owners = [tenant] * len(sealing)
                 tenant = found
             fmt = formats[i]
             if data[:1] in _ENVELOPE_LEADS:
@@ -641,34 +646,33 @@ class SessionCrypto:
                     values[i] = _stored(ps.column, existing)
                     formats[i] = 1
                     continue
-            try:
-                if fmt == 1 and ps.via is not None:
-                    canonical = ps.target.to_canonical(ps.via.to_canonical(data, 1), 0)
-                else:
-                    canonical = ps.target.to_canonical(data, fmt)
-            except ValueFormatError as exc:
-                raise _invalid_value(ps.column, exc) from None
-            sealing.append(ps)
-            columns.append(ps.qualified)
-            plaintexts.append(canonical)
-            owners.append(tenant)
-        if sealing:
-            if mixed:
-                for one in dict.fromkeys(owners):
-                    picked = [k for k, owner in enumerate(owners) if owner == one]
-                    self._seal_fields(
-                        one,
-                        [sealing[k] for k in picked],
-                        [columns[k] for k in picked],
-                        [plaintexts[k] for k in picked],
-                        values,
-                        formats,
-                        need_tenants,
-                    )
+            if ps.ascii_as_is and data.isascii() and b"\x00" not in data:
+                canonical = data  # what the text codec's to_canonical returns, sooner
             else:
+                try:
+                    if fmt == 1 and ps.via is not None:
+                        canonical = ps.target.to_canonical(ps.via.to_canonical(data, 1), 0)
+                    else:
+                        canonical = ps.target.to_canonical(data, fmt)
+                except ValueFormatError as exc:
+                    raise _invalid_value(ps.column, exc) from None
+            sealing.append(ps)
+            plaintexts.append(canonical)
+            if owners is not None:
+                owners.append(tenant)
+        if owners is not None:
+            for one in dict.fromkeys(owners):
+                picked = [k for k, owner in enumerate(owners) if owner == one]
                 self._seal_fields(
-                    owners[0], sealing, columns, plaintexts, values, formats, need_tenants
+                    one,
+                    [sealing[k] for k in picked],
+                    [plaintexts[k] for k in picked],
+                    values,
+                    formats,
+                    need_tenants,
                 )
+        elif sealing:
+            self._seal_fields(tenant, sealing, plaintexts, values, formats, need_tenants)
         if plan.slots:
             for slot in plan.slots:
                 try:
@@ -685,13 +689,13 @@ class SessionCrypto:
         self,
         tenant: str,
         seals: list[ParamSeal],
-        columns: list[str],
         plaintexts: list[bytes],
         values: list[bytes | None],
         formats: list[int],
         need_tenants: set[str],
     ) -> None:
         """Seal one tenant's fields of a Bind into ``values`` (binary format)."""
+        columns = [ps.qualified for ps in seals]
         try:
             envelopes = self.enc.crypto.try_seal_many_cached(tenant, columns, plaintexts)
         except CryptoError as exc:
