@@ -15,7 +15,7 @@ No sockets: the keys are put straight into the cache, as a cache miss ends.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -165,7 +165,7 @@ def same(session: SessionCrypto, body: bytes) -> object:
 
 
 def bind_body(
-    statement: str, params: list[bytes | None], formats: list[int], results: list[int] = ()
+    statement: str, params: list[bytes | None], formats: list[int], results: Sequence[int] = ()
 ) -> bytes:
     return codec.encode_bind("p", statement, formats, params, list(results))[5:]
 
