@@ -22,6 +22,7 @@ from crypto.envelope import (
     open_envelope,
     peek_key_id,
     seal,
+    seal_many,
 )
 from tests.crypto.conftest import watch_secret, watch_text
 
@@ -98,6 +99,26 @@ def test_nonce_is_fresh_every_time() -> None:
     envelopes = {seal(key, COLUMN, b"same value") for _ in range(200)}
     assert len(envelopes) == 200
     assert len({e[9:21] for e in envelopes}) == 200
+
+
+def test_seal_many_is_seal_per_field() -> None:
+    key = make_key()
+    columns = [COLUMN, "public.customers.tax_id", COLUMN]
+    plaintexts = [b"555-0100", b"T-1", b""]
+    sealed = seal_many(key, columns, plaintexts)
+    assert [
+        open_envelope({7: key}, c, e) for c, e in zip(columns, sealed, strict=True)
+    ] == plaintexts
+    assert [len(e) for e in sealed] == [
+        len(seal(key, c, p)) for c, p in zip(columns, plaintexts, strict=True)
+    ]
+    with pytest.raises(errors.EnvelopeTampered):  # each bound to its own column
+        open_envelope({7: key}, COLUMN, sealed[1])
+    nonces = [e[9:21] for _ in range(200) for e in seal_many(key, columns, plaintexts)]
+    assert len(set(nonces)) == len(nonces)  # fresh for every field of every call
+    assert seal_many(key, [], []) == []
+    with pytest.raises(ValueError, match="2 columns for 3 plaintexts"):
+        seal_many(key, columns[:2], plaintexts)
 
 
 def test_tamper_sweep_every_bit_flip() -> None:

@@ -83,6 +83,30 @@ async def test_sync_paths_on_a_cold_cache(facade: FieldCrypto, keys_db: str) -> 
         await cold.close()
 
 
+async def test_seal_many_cached_is_one_seal_per_field(facade: FieldCrypto, keys_db: str) -> None:
+    cold = await FieldCrypto.connect(keys_db, facade.cache.masters, listen=False)
+    try:
+        assert cold.try_seal_many_cached("42", [PHONE, TAX], [b"a", b"b"]) is None
+        await cold.prefetch_tenant("42")
+        hits = cold.hits
+        sealed = cold.try_seal_many_cached("42", [PHONE, TAX, PHONE], [b"555-0100", b"T1", b""])
+        assert sealed is not None
+        assert cold.hits - hits == 3
+        assert [
+            await facade.open_for(c, e) for c, e in zip([PHONE, TAX, PHONE], sealed, strict=True)
+        ] == [
+            b"555-0100",
+            b"T1",
+            b"",
+        ]
+        with pytest.raises(EnvelopeTampered):  # each bound to its own column
+            await facade.open_for(PHONE, sealed[1])
+        with pytest.raises(WrongTenant):
+            await facade.open_for(PHONE, sealed[0], tenant="43")
+    finally:
+        await cold.close()
+
+
 async def test_errors_through_the_facade(facade: FieldCrypto) -> None:
     envelope = await facade.seal_for("42", PHONE, b"555-0100")
     with pytest.raises(EnvelopeTampered):
