@@ -159,8 +159,8 @@ def seal_many(key: DataKey, columns: Sequence[str], plaintexts: Sequence[bytes])
     """:func:`seal` of each plaintext for its column (one row's fields), under ``key``.
 
     The nonces are made here as in :func:`seal`, each a fresh random 12 bytes:
-    one ``os.urandom`` call draws them all (a system call per field costs about
-    as much as the encryption itself).
+    one ``os.urandom`` call draws them all (a system call per field costs
+    nearly as much as the encryption itself).
     """
     count = len(plaintexts)
     if len(columns) != count:
