@@ -228,6 +228,9 @@ _CRYPT_CLIENT = frozenset(b"PBEDQC")  # Parse Bind Execute Describe Query Close
 _COPY_FAIL_SQL = codec.message(b"f", b"pgseal refused the COPY data\x00")
 _COPY_CLIENT = frozenset(b"dcf")  # CopyData CopyDone CopyFail
 _SQL_REGISTRY = re.compile(rb"(?i)\b(prepare|deallocate|discard)\b")
+# A cheap necessary condition for _SQL_REGISTRY ("pre", "dea" or "dis" in any
+# case): most queries fail it, and it costs a fraction of the full search.
+_SQL_REGISTRY_HINT = re.compile(rb"[pPdD][rReEiI][eEaAsS]")
 _PREPARE = re.compile(r"(?is)^\s*prepare\s+(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DEALLOCATE = re.compile(r"(?is)^\s*deallocate\s+(?:prepare\s+)?(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DISCARD = re.compile(r"(?is)^\s*discard\s+(all|plans)\b")
@@ -618,7 +621,9 @@ class Session:
             elif kind == 0x51:  # Query
                 if "" in self.statements or "" in self.portals:
                     self._simple_query_started()
-                if _SQL_REGISTRY.search(buf, pos + 5, end - 1):
+                if _SQL_REGISTRY_HINT.search(buf, pos + 5, end - 1) and _SQL_REGISTRY.search(
+                    buf, pos + 5, end - 1
+                ):
                     self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
                 expect(_EXPECT_QUERY)
             elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
@@ -643,7 +648,9 @@ class Session:
             pending.append((PARSE, parse.name))
         elif kind == 0x51:  # Query
             self._simple_query_started()
-            if _SQL_REGISTRY.search(buf, start + 5, end - 1):
+            if _SQL_REGISTRY_HINT.search(buf, start + 5, end - 1) and _SQL_REGISTRY.search(
+                buf, start + 5, end - 1
+            ):
                 self._track_sql_registry(codec.decode_query(buf[start + 5 : end]))
             pending.append(_EXPECT_QUERY)
         elif kind == 0x43:  # Close
