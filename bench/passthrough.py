@@ -276,10 +276,11 @@ def main() -> int:
                       f"{relay_tps / medians['pgbouncer'][0]:.2f}x, "
                       f"pgseal/relay = {seal / relay_tps:.2f}x, "
                       f"{relay_cpu:.1f} us CPU/txn")  # fmt: skip
-        before, after = asyncio.run(idle_connections_rss(proxy, user, database, args.idle))
-        print(f"\npgseal RSS: {before / 1024:.1f} MB idle, {after / 1024:.1f} MB with "
-              f"{args.idle} idle client connections: +{(after - before) / 1024:.1f} MB "
-              f"({(after - before) / args.idle:.0f} KB per connection)")  # fmt: skip
+        if args.idle > 0:  # --idle 0 skips the RSS test
+            before, after = asyncio.run(idle_connections_rss(proxy, user, database, args.idle))
+            print(f"\npgseal RSS: {before / 1024:.1f} MB idle, {after / 1024:.1f} MB with "
+                  f"{args.idle} idle client connections: +{(after - before) / 1024:.1f} MB "
+                  f"({(after - before) / args.idle:.0f} KB per connection)")  # fmt: skip
         return 0
     finally:
         if relay is not None:

@@ -680,7 +680,10 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamConnection | None = None
         self.started = slot.accepted_at
+        # Stamped by check_timers when bytes_from_client moved since its last
+        # look (at most one timer tick late, never early): no clock read per read.
         self.last_activity = time.monotonic()
+        self._client_bytes_seen = 0
         self.upstream_since: float | None = None
         self._closed = False
         self._upgrading = False
@@ -707,7 +710,6 @@ class ClientConnection(asyncio.Protocol):
                 self.pump()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = time.monotonic()
         self.session.client_data(data)
         self.pump()
 
@@ -761,8 +763,6 @@ class ClientConnection(asyncio.Protocol):
         upstream that is closing.
         """
         session = self.session
-        if self._closed or (self.transport is not None and self.transport.is_closing()):
-            session.to_client.clear()
         chunks = session.to_server
         if chunks:
             upstream = self.upstream
@@ -771,9 +771,14 @@ class ClientConnection(asyncio.Protocol):
                 transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
                 chunks.clear()
         chunks = session.to_client
-        if chunks and self.transport is not None:
-            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-            chunks.clear()
+        if chunks:
+            client = self.transport
+            if self._closed:
+                chunks.clear()
+            elif client is not None:
+                if not client.is_closing():
+                    client.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                chunks.clear()
         if session.actions:
             actions = session.actions
             session.actions = []
@@ -919,6 +924,10 @@ class ClientConnection(asyncio.Protocol):
         packet is as unreachable as one that refuses: the client is told so
         instead of waiting for the whole startup timeout.
         """
+        received = self.session.bytes_from_client
+        if received != self._client_bytes_seen:
+            self._client_bytes_seen = received
+            self.last_activity = now
         phase = self.session.phase
         if (
             phase is Phase.AUTH

@@ -92,6 +92,9 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
+_READY = Phase.READY  # the hot paths compare with a module constant
+
+
 # -- commands for the adapter ----------------------------------------------------
 
 
@@ -225,6 +228,9 @@ _CRYPT_CLIENT = frozenset(b"PBEDQC")  # Parse Bind Execute Describe Query Close
 _COPY_FAIL_SQL = codec.message(b"f", b"pgseal refused the COPY data\x00")
 _COPY_CLIENT = frozenset(b"dcf")  # CopyData CopyDone CopyFail
 _SQL_REGISTRY = re.compile(rb"(?i)\b(prepare|deallocate|discard)\b")
+# A cheap necessary condition for _SQL_REGISTRY ("pre", "dea" or "dis" in any
+# case): most queries fail it, and it costs a fraction of the full search.
+_SQL_REGISTRY_HINT = re.compile(rb"[pPdD][rReEiI][eEaAsS]")
 _PREPARE = re.compile(r"(?is)^\s*prepare\s+(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DEALLOCATE = re.compile(r"(?is)^\s*deallocate\s+(?:prepare\s+)?(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DISCARD = re.compile(r"(?is)^\s*discard\s+(all|plans)\b")
@@ -327,6 +333,33 @@ class Session:
     # -- client side -------------------------------------------------------------
     def client_data(self, data: bytes) -> None:
         self.bytes_from_client += len(data)
+        if (
+            self.phase is _READY
+            and self.crypt is None
+            and not self._cwant
+            and not self._skipping
+            and not self._client_blocked
+        ):
+            # The hot path: pure pass-through, nothing being collected.
+            buf = self._cbuf + data if self._cbuf else data
+            try:
+                rest = self._client_messages_plain(buf)
+            except ProtocolViolation as exc:
+                self._fatal("08P01", f"pgseal: invalid frontend message: {exc}")
+                return
+            except Exception as exc:  # fail closed: this connection only
+                self._internal_error(exc)
+                return
+            if not rest:
+                self._cbuf = b""
+                return
+            self._cbuf = rest = bytes(rest)
+            if len(rest) >= _COLLECT_ABOVE and self.phase is _READY:
+                want = _incomplete_size(rest)
+                if want:
+                    self._cparts, self._chave, self._cwant = [rest], len(rest), want
+                    self._cbuf = b""
+            return
         if self.phase is Phase.CLOSED:
             return
         if self._cwant:
@@ -588,7 +621,9 @@ class Session:
             elif kind == 0x51:  # Query
                 if "" in self.statements or "" in self.portals:
                     self._simple_query_started()
-                if _SQL_REGISTRY.search(buf, pos + 5, end - 1):
+                if _SQL_REGISTRY_HINT.search(buf, pos + 5, end - 1) and _SQL_REGISTRY.search(
+                    buf, pos + 5, end - 1
+                ):
                     self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
                 expect(_EXPECT_QUERY)
             elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
@@ -613,7 +648,9 @@ class Session:
             pending.append((PARSE, parse.name))
         elif kind == 0x51:  # Query
             self._simple_query_started()
-            if _SQL_REGISTRY.search(buf, start + 5, end - 1):
+            if _SQL_REGISTRY_HINT.search(buf, start + 5, end - 1) and _SQL_REGISTRY.search(
+                buf, start + 5, end - 1
+            ):
                 self._track_sql_registry(codec.decode_query(buf[start + 5 : end]))
             pending.append(_EXPECT_QUERY)
         elif kind == 0x43:  # Close
@@ -882,6 +919,27 @@ class Session:
 
     def server_data(self, data: bytes) -> None:
         self.bytes_from_server += len(data)
+        if self.phase is _READY and self.crypt is None and not self._swant:
+            # The hot path: pure pass-through, nothing being collected.
+            buf = self._sbuf + data if self._sbuf else data
+            try:
+                rest = self._server_messages(buf)
+            except ProtocolViolation as exc:
+                self._fatal("08P01", f"pgseal: invalid message from the database server: {exc}")
+                return
+            except Exception as exc:
+                self._internal_error(exc)
+                return
+            if not rest:
+                self._sbuf = b""
+                return
+            self._sbuf = rest = bytes(rest)
+            if len(rest) >= _COLLECT_ABOVE and self.phase is _READY:
+                want = _incomplete_size(rest)
+                if want:
+                    self._sparts, self._shave, self._swant = [rest], len(rest), want
+                    self._sbuf = b""
+            return
         if self.phase is Phase.CLOSED:
             return
         if self._swant:
@@ -984,9 +1042,11 @@ class Session:
         Everything is forwarded as it came, in one chunk, except that pgseal's
         own errors are spliced in where their turn in the queue comes. DataRow
         and the asynchronous messages (by far the most) cost one comparison.
+        A COPY_END marker can only come to the head of the queue when an entry
+        is taken off, so it is looked for only then.
         """
-        out = self.to_client
         pending = self._pending
+        popleft = pending.popleft
         limit = self.limits.max_message_size
         unpack = codec.unpack_length
         done_by = _DONE_BY_HEAD
@@ -995,45 +1055,49 @@ class Session:
         pos = 0
         while pos + 5 <= size:
             (length,) = unpack(buf, pos + 1)
+            end = pos + 1 + length
             if length < 4 or length > limit:
                 raise codec.length_error(length, limit)
-            end = pos + 1 + length
             if end > size:
                 break
             kind = buf[pos]
             start = pos
             pos = end
-            if kind == _T_DATA_ROW or kind in _ASYNC:
-                if kind == 0x53:
-                    self._note_parameter(buf[start + 5 : end])
+            if kind == 0x44 or kind == 0x4E or kind == 0x41:  # DataRow, Notice, Notification
+                continue
+            if kind == 0x53:  # ParameterStatus
+                self._note_parameter(buf[start + 5 : end])
                 continue
             if not pending:
                 # Unsolicited: a FATAL from a terminating backend, say.
                 continue
             head = pending[0][0]
-            if kind == _T_READY:
-                status = _TXN_STATUS.get(buf[start + 5]) if end - start == 6 else None
+            if kind == 0x5A:  # ReadyForQuery
+                status = _TXN_STATUS.get(buf[start + 5]) if length == 5 else None
                 if status is None:
                     raise ProtocolViolation("invalid ReadyForQuery message")
                 self.txn_status = status
                 if status == "I" and self.portals:
                     self.portals.clear()
-                pending.popleft()
-            elif kind == _T_ERROR:
+                popleft()
+            elif kind in done_by[head]:
+                popleft()
+            elif kind == 0x45:  # ErrorResponse
                 if head in (REFUSED, REFUSED_QUERY):
                     if start > seg:
-                        out.append(buf[seg:start])
-                    out.append(cast(bytes, pending[0][1]))
+                        self.to_client.append(buf[seg:start])
+                    self.to_client.append(cast(bytes, pending[0][1]))
                     seg = end
                 self._server_error(head)
-            elif kind in done_by[head]:
-                pending.popleft()
-            elif kind == 0x47:  # CopyInResponse
-                self._copy_in_started()
+                continue
+            else:
+                if kind == 0x47:  # CopyInResponse
+                    self._copy_in_started()
+                continue
             if pending and pending[0][0] == COPY_END:
-                pending.popleft()  # a CopyDone the server never waited for
+                popleft()  # a CopyDone the server never waited for
         if pos > seg:
-            out.append(buf if pos == size and not seg else buf[seg:pos])
+            self.to_client.append(buf if pos == size and not seg else buf[seg:pos])
         return buf[pos:]
 
     def _server_messages_crypt(self, buf: bytes) -> bytes:
