@@ -21,6 +21,7 @@ form, or ``prefetch`` first)::
     fc.try_open_cached(column, envelope, tenant=None) -> bytes | None
     fc.try_blind_index_cached(tenant, column, value, normalize=()) -> bytes | None
     fc.try_open_row(columns, envelopes, tenant=None)  -> list[bytes] | None
+    fc.try_open_spans(buf, spans, tenant=None)        -> the same, envelopes in buf
 
 When ``tenant`` is given to an open, an envelope under another tenant's key
 raises :class:`~crypto.errors.WrongTenant` (the session may only read its own
@@ -186,6 +187,56 @@ class FieldCrypto:
                 append(
                     key._aead.decrypt(
                         envelope[9:21], envelope[21:], key._aads.get(column) or key.aad(column)
+                    )
+                )
+            except InvalidTag:
+                return None
+        self.hits += len(opened)
+        return opened, None if mixed else only
+
+    def try_open_spans(
+        self, buf: bytes, spans: Sequence[tuple[str, int, int]], tenant: str | None = None
+    ) -> tuple[list[bytes], DataKey | None] | None:
+        """:meth:`try_open_row` for envelopes that lie in one buffer, at ``buf[start:stop]``.
+
+        ``spans`` is (column, start, stop) per envelope. The proxy's read path
+        hands over a DataRow's body and the spans of its protected fields: no
+        envelope is copied out of the row, only its nonce and ciphertext. The
+        key named by the first envelope is checked (cached, the tenant's) once,
+        and again only for an envelope naming another key. Same contract as
+        :meth:`try_open_row`: anything but the plain case returns None without
+        counting or raising.
+        """
+        hot = self._hot_keys.get
+        opened: list[bytes] = []
+        append = opened.append
+        only: DataKey | None = None
+        key: DataKey | None = None
+        mixed = False
+        aads: dict[str, bytes] = {}
+        decrypt: Any = None  # the key's AESGCM.decrypt
+        for column, start, stop in spans:
+            if stop - start < 37 or buf[start] != 1:  # MIN_ENVELOPE_LEN, VERSION
+                return None
+            found = hot(buf[start + 1 : start + 9])
+            if found is None:
+                return None
+            if found is not key:
+                if tenant is not None and found.tenant != tenant:
+                    return None
+                if only is None:
+                    only = found
+                else:
+                    mixed = True
+                key = found
+                aads = found._aads
+                decrypt = found._aead.decrypt
+            try:
+                append(
+                    decrypt(
+                        buf[start + 9 : start + 21],
+                        buf[start + 21 : stop],
+                        aads.get(column) or found.aad(column),
                     )
                 )
             except InvalidTag:
