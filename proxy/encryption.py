@@ -45,6 +45,7 @@ from proxy import codec
 from proxy.metrics import Metrics
 from proxy.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
 from rules.catalog import CatalogMap, load_catalog
+from rules.config import KeyCacheConfig
 from rules.model import ProtectedColumn, Rules
 from rules.plan_cache import Planner
 from rules.plan_types import (
@@ -95,9 +96,10 @@ _TENANT_TYPES: Final = frozenset({"integer", "bigint", "smallint", "uuid", "text
 _BYTEA_ARRAY_HEADER_OID: Final = 17
 _TEXT_BINARY_TYPES: Final = frozenset({"text", "varchar"})  # binary format = text format
 _U16: Final = struct.Struct("!H")
-#: Memory for opened rows remembered per process (OpenedRows): about 40k rows of
-#: 6 short fields. The bound counts the stored and the opened row of each entry.
-OPENED_ROWS_BYTES: Final = 16 << 20
+#: Memory for opened rows remembered per process (OpenedRows) unless config.yaml
+#: says otherwise (``key_cache.opened_rows``): about 40k rows of 6 short fields.
+#: The bound counts the stored and the opened row of each entry.
+OPENED_ROWS_BYTES: Final = KeyCacheConfig().opened_rows
 _OPENED_ROW_OVERHEAD: Final = 200  # dict slot, tuple, two bytes headers
 _MAX_ROW_SHAPES: Final = 256
 _I32: Final = struct.Struct("!i")
@@ -362,6 +364,7 @@ class Encryption:
             catalog,
             service_dsn=config.service_dsn,
             plan_cache_size=config.plan_cache_size,
+            opened_rows_bytes=config.key_cache.opened_rows,
         )
 
     async def _read_catalog(self, rules: Rules) -> CatalogMap:
