@@ -21,7 +21,8 @@ form, or ``prefetch`` first)::
     fc.try_open_cached(column, envelope, tenant=None) -> bytes | None
     fc.try_blind_index_cached(tenant, column, value, normalize=()) -> bytes | None
     fc.try_open_row(columns, envelopes, tenant=None)  -> list[bytes] | None
-    fc.try_open_spans(buf, spans, tenant=None)        -> the same, envelopes in buf
+    fc.try_open_fields(buf, start, end, columns, parts, tenant=None)
+        -> (size, key, count) | None: a DataRow's envelopes opened into parts
 
 When ``tenant`` is given to an open, an envelope under another tenant's key
 raises :class:`~crypto.errors.WrongTenant` (the session may only read its own
@@ -38,7 +39,8 @@ bench/crypto_micro.py).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -52,6 +54,8 @@ from crypto.master import MasterKeyRing
 from crypto.store import KeyStore, TenantKeyVersions
 
 __all__ = ["FieldCrypto"]
+
+_I32 = struct.Struct("!i")
 
 
 class FieldCrypto:
@@ -194,55 +198,105 @@ class FieldCrypto:
         self.hits += len(opened)
         return opened, None if mixed else only
 
-    def try_open_spans(
-        self, buf: bytes, spans: Sequence[tuple[str, int, int]], tenant: str | None = None
-    ) -> tuple[list[bytes], DataKey | None] | None:
-        """:meth:`try_open_row` for envelopes that lie in one buffer, at ``buf[start:stop]``.
+    def try_open_fields(
+        self,
+        buf: bytes,
+        start: int,
+        end: int,
+        columns: Sequence[str | None],
+        parts: list[bytes],
+        tenant: str | None = None,
+        outs: Sequence[Callable[[bytes], bytes] | None] | None = None,
+    ) -> tuple[int, DataKey | None, int] | None:
+        """Open the envelopes among the length-prefixed values of ``buf[start:end]``.
 
-        ``spans`` is (column, start, stop) per envelope. The proxy's read path
-        hands over a DataRow's body and the spans of its protected fields: no
-        envelope is copied out of the row, only its nonce and ciphertext. The
-        key named by the first envelope is checked (cached, the tenant's) once,
-        and again only for an envelope naming another key. Same contract as
-        :meth:`try_open_row`: anything but the plain case returns None without
-        counting or raising.
+        The proxy's read hot path, one call per DataRow: ``buf[start:end]`` is
+        laid out as a DataRow body (a 16-bit count, then per value a 32-bit
+        length, -1 for NULL, and its bytes); ``columns`` names per value the
+        column whose AAD opens it, None for a value left as it is. The same
+        layout, each envelope replaced by its plaintext (passed through its
+        ``outs`` function, if any), is appended to ``parts`` in pieces for one
+        join. Returns (its size in bytes, the one key that opened every value
+        or None when the row mixes keys, how many were opened).
+
+        The key an envelope names is checked (cached, the tenant's) when it
+        differs from the previous envelope's. Anything but the plain case (bad
+        framing, a malformed envelope, an uncached or another tenant's key, a
+        failed tag, an ``outs`` function raising ValueError) returns None
+        without counting or raising, and ``parts`` is to be discarded: the
+        caller then opens field by field with :meth:`try_open_cached`, which
+        reports each of those cases precisely.
         """
+        if end - start < 2 or (buf[start] << 8 | buf[start + 1]) != len(columns):
+            return None
+        unpack = _I32.unpack_from
+        pack = _I32.pack
+        append = parts.append
         hot = self._hot_keys.get
-        opened: list[bytes] = []
-        append = opened.append
+        pos = start + 2
+        seg = start  # the first byte not yet in parts
+        size = end - start
+        count = 0
+        key_id = b""
         only: DataKey | None = None
-        key: DataKey | None = None
         mixed = False
         aads: dict[str, bytes] = {}
-        decrypt: Any = None  # the key's AESGCM.decrypt
-        for column, start, stop in spans:
-            if stop - start < 37 or buf[start] != 1:  # MIN_ENVELOPE_LEN, VERSION
-                return None
-            found = hot(buf[start + 1 : start + 9])
-            if found is None:
-                return None
-            if found is not key:
-                if tenant is not None and found.tenant != tenant:
+        decrypt: Any = None  # key._aead.decrypt
+        aad_of: Any = None  # key.aad
+        try:
+            for index, column in enumerate(columns):
+                # Past ``end``, a length read from what follows fails one of the
+                # checks below (or unpack raises): no bounds test before it.
+                (length,) = unpack(buf, pos)
+                pos += 4
+                if length < 0:
+                    if length == -1:
+                        continue  # NULL stays NULL
                     return None
-                if only is None:
-                    only = found
-                else:
-                    mixed = True
-                key = found
-                aads = found._aads
-                decrypt = found._aead.decrypt
-            try:
-                append(
-                    decrypt(
-                        buf[start + 9 : start + 21],
-                        buf[start + 21 : stop],
-                        aads.get(column) or found.aad(column),
-                    )
-                )
-            except InvalidTag:
-                return None
-        self.hits += len(opened)
-        return opened, None if mixed else only
+                stop = pos + length
+                if stop > end:
+                    return None
+                if column is not None:
+                    if length < 37 or buf[pos] != 1:  # MIN_ENVELOPE_LEN, VERSION
+                        return None
+                    named = buf[pos + 1 : pos + 9]
+                    if named != key_id:
+                        key = hot(named)
+                        if key is None or (tenant is not None and key.tenant != tenant):
+                            return None
+                        if only is None:
+                            only = key
+                        elif key is not only:
+                            mixed = True
+                        key_id, aads, decrypt, aad_of = named, key._aads, key._aead.decrypt, key.aad
+                    try:
+                        plaintext = decrypt(
+                            buf[pos + 9 : pos + 21],
+                            buf[pos + 21 : stop],
+                            aads.get(column) or aad_of(column),
+                        )
+                    except InvalidTag:
+                        return None
+                    if outs is not None:
+                        out = outs[index]
+                        if out is not None:
+                            plaintext = out(plaintext)
+                    if seg != pos - 4:
+                        append(buf[seg : pos - 4])
+                    append(pack(len(plaintext)))
+                    append(plaintext)
+                    size += len(plaintext) - length
+                    seg = stop
+                    count += 1
+                pos = stop
+        except (struct.error, ValueError):
+            return None
+        if pos != end:
+            return None
+        if seg != end:
+            append(buf[seg:end])
+        self.hits += count
+        return size, None if mixed else only, count
 
     def still_cached(self, key: DataKey, generation: int) -> bool:
         """Whether ``key`` is still the cached key for its id and nothing was

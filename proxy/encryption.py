@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
+import functools
 import logging
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -176,8 +177,8 @@ class RowPlan:
     """Per portal: which fields of each DataRow to open and how.
 
     Made once from the RowDescription's shape and the Bind's result formats, so
-    a row costs one parse, one :meth:`FieldCrypto.try_open_spans` (binary) or
-    :meth:`FieldCrypto.try_open_row` (hex text) and one join.
+    a row costs one :meth:`FieldCrypto.try_open_fields` (binary), or one parse
+    and one :meth:`FieldCrypto.try_open_row` (hex text), and one join.
     ``fields`` is None when some protected column is not a bytea envelope in
     the plain case (armoured text storage, odd format codes): every row then
     takes the per-field path.
@@ -188,10 +189,12 @@ class RowPlan:
     #: Rows of this shape opened lately (``OpenedRows``), None: not remembered.
     opened: dict[bytes, OpenedRow] | None = dataclasses.field(default=None, compare=False)
     #: Every protected field is in binary format: its envelope lies in the row
-    #: as is and is opened in place (:meth:`FieldCrypto.try_open_spans`).
+    #: as is and is opened in place (:meth:`FieldCrypto.try_open_fields`).
     binary: bool = False
-    #: Some protected field needs an output encoder (``FieldPlan.out``).
-    converts: bool = False
+    #: Per field of the row: the AAD column of a protected one, None for others.
+    aad_columns: tuple[str | None, ...] = ()
+    #: Per field: its output encoder, or None for all when none needs one.
+    outs: tuple[Callable[[bytes], bytes] | None, ...] | None = None
 
 
 #: An opened DataRow: the message for the client, the one key that opened it,
@@ -265,13 +268,29 @@ def _row_plan(
         out = None if text_out else value_codec
         fields[index] = FieldPlan(column.qualified, fmt == 0, out, fmt)
     shape = tuple(fields)
+    return _shaped(columns, shape, None if opened is None else opened.table(shape))
+
+
+def _shaped(
+    columns: RowColumns,
+    shape: tuple[FieldPlan | None, ...],
+    opened: dict[bytes, OpenedRow] | None,
+) -> RowPlan:
     return RowPlan(
         columns,
         shape,
-        None if opened is None else opened.table(shape),
+        opened,
         binary=not any(f.hex for f in shape if f is not None),
-        converts=any(f.out is not None for f in shape if f is not None),
+        aad_columns=tuple(None if f is None else f.qualified for f in shape),
+        outs=tuple(None if f is None or f.out is None else _output(f.out) for f in shape)
+        if any(f is not None and f.out is not None for f in shape)
+        else None,
     )
+
+
+def _output(value_codec: ValueCodec) -> Callable[[bytes], bytes]:
+    """Canonical text -> the binary format (raises ValueFormatError, a ValueError)."""
+    return functools.partial(value_codec.from_canonical, fmt=1)
 
 
 @dataclass(slots=True)
@@ -1014,7 +1033,6 @@ class SessionCrypto:
         if known is not None:
             enc.opened_rows.sync(generation)
         open_row = self._open_in_place if plan.binary else self._open_hex
-        converts = plan.converts
         unpack = codec.unpack_length
         append = parts.append
         size = len(buf)
@@ -1025,7 +1043,7 @@ class SessionCrypto:
             if length < 4 or length > limit or end > size:
                 break
             if known is None:
-                row = open_row(buf, pos + 5, end, fields, converts, tenant)
+                row = open_row(buf, pos + 5, end, plan, tenant)
                 if row is None:
                     break
             else:
@@ -1041,7 +1059,7 @@ class SessionCrypto:
                     hit_values += hit[2]
                     pos = end
                     continue
-                row = open_row(body, 0, len(body), fields, converts, tenant)
+                row = open_row(body, 0, len(body), plan, tenant)
                 if row is None:
                     break
                 message, key, count = row
@@ -1070,13 +1088,10 @@ class SessionCrypto:
         would reject, and every envelope that is not plainly openable, sends the
         row to :meth:`_data_row_by_field`, which raises the precise error.
         """
-        if plan is not None:
-            binary, converts = plan.binary, plan.converts
-        else:
-            binary = not any(f.hex for f in fields if f is not None)
-            converts = any(f.out is not None for f in fields if f is not None)
-        open_row = self._open_in_place if binary else self._open_hex
-        row = open_row(body, 0, len(body), fields, converts, self.tenant)
+        if plan is None or plan.fields != fields:
+            plan = _shaped(NO_PROTECTED, fields, None)
+        open_row = self._open_in_place if plan.binary else self._open_hex
+        row = open_row(body, 0, len(body), plan, self.tenant)
         if row is None:
             return None
         self.enc.metrics.values_opened += row[2]
@@ -1087,80 +1102,31 @@ class SessionCrypto:
         return message
 
     def _open_in_place(
-        self,
-        buf: bytes,
-        start: int,
-        end: int,
-        fields: tuple[FieldPlan | None, ...],
-        converts: bool,
-        tenant: str | None,
+        self, buf: bytes, start: int, end: int, plan: RowPlan, tenant: str | None
     ) -> tuple[bytes, DataKey | None, int] | None:
         """The DataRow body at ``buf[start:end]`` with binary envelopes opened, or None.
 
-        The hot path of reads (binary results, asyncpg's): one walk over the
-        fields notes where each protected envelope lies, one crypto call opens
-        them all in place (no envelope copied out of the row), and one join
-        makes the new message from the unchanged runs and the plaintexts.
-        Returns (message, the one key that opened the row or None, values).
+        The hot path of reads (binary results, asyncpg's): one crypto call
+        frames the row, opens every envelope where it lies and leaves the new
+        row in pieces, one join makes the message. Returns (message, the one
+        key that opened the row or None, values opened).
         """
-        if end - start < 2 or (buf[start] << 8 | buf[start + 1]) != len(fields):
-            return None
-        unpack = _I32.unpack_from
-        spans: list[tuple[str, int, int]] = []
-        add = spans.append
-        specs: list[FieldPlan] = []
-        pos = start + 2
-        for spec in fields:
-            if pos + 4 > end:
-                return None
-            (length,) = unpack(buf, pos)
-            pos += 4
-            if length < 0:
-                if length == -1:
-                    continue  # NULL stays NULL
-                return None
-            stop = pos + length
-            if stop > end:
-                return None
-            if spec is not None:
-                add((spec.qualified, pos, stop))
-                if converts:
-                    specs.append(spec)
-            pos = stop
-        if pos != end:
-            return None
-        result = self.enc.crypto.try_open_spans(buf, spans, tenant)
-        if result is None:
-            return None
-        plaintexts, key = result
-        if converts:
-            converted = _converted(specs, plaintexts)
-            if converted is None:
-                return None
-            plaintexts = converted
-        pack = _I32.pack
         parts = [b"D", b""]
-        size = end - start + 4
-        seg = start
-        for (_, first, stop), plaintext in zip(spans, plaintexts, strict=True):
-            n = len(plaintext)
-            parts += (buf[seg : first - 4], pack(n), plaintext)
-            size += n + first - stop
-            seg = stop
-        parts.append(buf[seg:end])
-        parts[1] = pack(size)
-        return b"".join(parts), key, len(plaintexts)
+        opened = self.enc.crypto.try_open_fields(
+            buf, start, end, plan.aad_columns, parts, tenant, plan.outs
+        )
+        if opened is None:
+            return None
+        size, key, count = opened
+        parts[1] = _I32.pack(size + 4)
+        return b"".join(parts), key, count
 
     def _open_hex(
-        self,
-        buf: bytes,
-        start: int,
-        end: int,
-        fields: tuple[FieldPlan | None, ...],
-        converts: bool,
-        tenant: str | None,
+        self, buf: bytes, start: int, end: int, plan: RowPlan, tenant: str | None
     ) -> tuple[bytes, DataKey | None, int] | None:
         """:meth:`_open_in_place` for rows with bytea envelopes in hex text format."""
+        fields = plan.fields
+        assert fields is not None
         if end - start < 2 or (buf[start] << 8 | buf[start + 1]) != len(fields):
             return None
         unpack = _I32.unpack_from
@@ -1417,19 +1383,6 @@ def _plaintext_of(column: ProtectedColumn, raw: bytes, fmt: int) -> bytes:
         except (ValueError, UnicodeDecodeError):
             return raw
     return raw
-
-
-def _converted(specs: Sequence[FieldPlan], plaintexts: list[bytes]) -> list[bytes] | None:
-    """Canonical plaintexts -> the client's binary format; None if one does not convert."""
-    out: list[bytes] = []
-    for spec, plaintext in zip(specs, plaintexts, strict=True):
-        if spec.out is not None:
-            try:
-                plaintext = spec.out.from_canonical(plaintext, spec.fmt)
-            except ValueFormatError:
-                return None
-        out.append(plaintext)
-    return out
 
 
 def _encode_out(
