@@ -191,10 +191,9 @@ class RowPlan:
     #: Every protected field is in binary format: its envelope lies in the row
     #: as is and is opened in place (:meth:`FieldCrypto.try_open_fields`).
     binary: bool = False
-    #: Per field of the row: the AAD column of a protected one, None for others.
-    aad_columns: tuple[str | None, ...] = ()
-    #: Per field: its output encoder, or None for all when none needs one.
-    outs: tuple[Callable[[bytes], bytes] | None, ...] | None = None
+    #: Per field of the row, for :meth:`FieldCrypto.try_open_fields`: (the AAD
+    #: column, its output encoder or None) of a protected one, None for others.
+    openers: tuple[tuple[str, Callable[[bytes], bytes] | None] | None, ...] = ()
 
 
 #: An opened DataRow: the message for the client, the one key that opened it,
@@ -281,10 +280,10 @@ def _shaped(
         shape,
         opened,
         binary=not any(f.hex for f in shape if f is not None),
-        aad_columns=tuple(None if f is None else f.qualified for f in shape),
-        outs=tuple(None if f is None or f.out is None else _output(f.out) for f in shape)
-        if any(f is not None and f.out is not None for f in shape)
-        else None,
+        openers=tuple(
+            None if f is None else (f.qualified, None if f.out is None else _output(f.out))
+            for f in shape
+        ),
     )
 
 
@@ -1112,14 +1111,11 @@ class SessionCrypto:
         key that opened the row or None, values opened).
         """
         parts = [b"D", b""]
-        opened = self.enc.crypto.try_open_fields(
-            buf, start, end, plan.aad_columns, parts, tenant, plan.outs
-        )
+        opened = self.enc.crypto.try_open_fields(buf, start, end, plan.openers, parts, tenant)
         if opened is None:
             return None
-        size, key, count = opened
-        parts[1] = _I32.pack(size + 4)
-        return b"".join(parts), key, count
+        parts[1] = _I32.pack(sum(map(len, parts)) + 3)  # the length counts itself, not "D"
+        return b"".join(parts), opened[0], opened[1]
 
     def _open_hex(
         self, buf: bytes, start: int, end: int, plan: RowPlan, tenant: str | None
