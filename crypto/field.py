@@ -56,6 +56,8 @@ from crypto.store import KeyStore, TenantKeyVersions
 __all__ = ["FieldCrypto"]
 
 _I32 = struct.Struct("!i")
+#: The 32-bit length prefixes of short values, made once: most plaintexts fit.
+_LENGTHS = tuple(_I32.pack(n) for n in range(1024))
 
 
 class FieldCrypto:
@@ -230,6 +232,7 @@ class FieldCrypto:
             return None
         unpack = _I32.unpack_from
         pack = _I32.pack
+        lengths = _LENGTHS
         append = parts.append
         pos = start + 2
         seg = start  # the first byte not yet in parts
@@ -281,7 +284,8 @@ class FieldCrypto:
                         plaintext = out(plaintext)
                     if seg != pos - 4:
                         append(buf[seg : pos - 4])
-                    append(pack(len(plaintext)))
+                    size = len(plaintext)
+                    append(lengths[size] if size < 1024 else pack(size))
                     append(plaintext)
                     seg = stop
                     count += 1
