@@ -22,6 +22,8 @@ form, or ``prefetch`` first)::
     fc.try_open_cached(column, envelope, tenant=None) -> bytes | None
     fc.try_blind_index_cached(tenant, column, value, normalize=()) -> bytes | None
     fc.try_open_row(columns, envelopes, tenant=None)  -> list[bytes] | None
+    fc.try_open_fields(buf, start, end, fields, parts, tenant=None)
+        -> (key, count) | None: a DataRow's envelopes opened into parts
 
 When ``tenant`` is given to an open, an envelope under another tenant's key
 raises :class:`~crypto.errors.WrongTenant` (the session may only read its own
@@ -38,7 +40,8 @@ bench/crypto_micro.py).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -52,6 +55,10 @@ from crypto.master import MasterKeyRing
 from crypto.store import KeyStore, TenantKeyVersions
 
 __all__ = ["FieldCrypto"]
+
+_I32 = struct.Struct("!i")
+#: The 32-bit length prefixes of short values, made once: most plaintexts fit.
+_LENGTHS = tuple(_I32.pack(n) for n in range(1024))
 
 
 class FieldCrypto:
@@ -203,6 +210,105 @@ class FieldCrypto:
                 return None
         self.hits += len(opened)
         return opened, None if mixed else only
+
+    def try_open_fields(
+        self,
+        buf: bytes,
+        start: int,
+        end: int,
+        fields: Sequence[tuple[str, Callable[[bytes], bytes] | None] | None],
+        parts: list[bytes],
+        tenant: str | None = None,
+    ) -> tuple[DataKey | None, int] | None:
+        """Open the envelopes among the length-prefixed values of ``buf[start:end]``.
+
+        The proxy's read hot path, one call per DataRow: ``buf[start:end]`` is
+        laid out as a DataRow body (a 16-bit count, then per value a 32-bit
+        length, -1 for NULL, and its bytes). ``fields`` says per value whether
+        to open it: (the column whose AAD opens it, a function the plaintext
+        passes through or None), or None to leave it as it is. The same layout,
+        each envelope replaced by its plaintext, is appended to ``parts`` in
+        pieces for one join. Returns (the one key that opened every value, None
+        when the row mixes keys; how many values were opened).
+
+        The key an envelope names is looked up and checked (cached, the
+        tenant's) only when it differs from the previous envelope's. Anything
+        but the plain case (bad framing, a malformed envelope, an uncached or
+        another tenant's key, a failed tag, a function raising ValueError)
+        returns None without counting or raising, and ``parts`` is to be
+        discarded: the caller then opens field by field with
+        :meth:`try_open_cached`, which reports each of those cases precisely.
+        """
+        if end - start < 2 or (buf[start] << 8 | buf[start + 1]) != len(fields):
+            return None
+        unpack = _I32.unpack_from
+        pack = _I32.pack
+        lengths = _LENGTHS
+        append = parts.append
+        pos = start + 2
+        seg = start  # the first byte not yet in parts
+        count = 0
+        header = b""  # version byte + key id of the key in hand (``decrypt``)
+        only: DataKey | None = None
+        mixed = False
+        aads: dict[str, bytes] = {}
+        decrypt: Any = None  # key._aead.decrypt
+        aad_of: Any = None  # key.aad
+        try:
+            for field in fields:
+                # Past ``end``, a length read from what follows fails one of the
+                # checks below (or unpack raises): no bounds test before it.
+                (length,) = unpack(buf, pos)
+                pos += 4
+                if length < 0:
+                    if length == -1:
+                        continue  # NULL stays NULL
+                    return None
+                stop = pos + length
+                if stop > end:
+                    return None
+                if field is not None:
+                    if length < 37:  # MIN_ENVELOPE_LEN
+                        return None
+                    if decrypt is None or not buf.startswith(header, pos):
+                        if buf[pos] != 1:  # VERSION
+                            return None
+                        header = buf[pos : pos + 9]
+                        key = self._hot_keys.get(header[1:])
+                        if key is None or (tenant is not None and key.tenant != tenant):
+                            return None
+                        if only is None:
+                            only = key
+                        elif key is not only:
+                            mixed = True
+                        aads, decrypt, aad_of = key._aads, key._aead.decrypt, key.aad
+                    column, out = field
+                    try:
+                        plaintext = decrypt(
+                            buf[pos + 9 : pos + 21],
+                            buf[pos + 21 : stop],
+                            aads.get(column) or aad_of(column),
+                        )
+                    except InvalidTag:
+                        return None
+                    if out is not None:
+                        plaintext = out(plaintext)
+                    if seg != pos - 4:
+                        append(buf[seg : pos - 4])
+                    size = len(plaintext)
+                    append(lengths[size] if size < 1024 else pack(size))
+                    append(plaintext)
+                    seg = stop
+                    count += 1
+                pos = stop
+        except (struct.error, ValueError):
+            return None
+        if pos != end:
+            return None
+        if seg != end:
+            append(buf[seg:end])
+        self.hits += count
+        return None if mixed else only, count
 
     def still_cached(self, key: DataKey, generation: int) -> bool:
         """Whether ``key`` is still the cached key for its id and nothing was

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
+import functools
 import logging
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -45,6 +46,7 @@ from proxy import codec
 from proxy.metrics import Metrics
 from proxy.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
 from rules.catalog import CatalogMap, load_catalog
+from rules.config import KeyCacheConfig
 from rules.model import ProtectedColumn, Rules
 from rules.plan_cache import Planner
 from rules.plan_types import (
@@ -100,9 +102,10 @@ _U16: Final = struct.Struct("!H")
 #: (``pgseal1:``), the binary form (0x01), bytea hex text (``\\x01``). Only
 #: those are checked (``_existing_envelope``); anything else is sealed.
 _ENVELOPE_LEADS: Final = frozenset({b"p", b"\x01", b"\\"})
-#: Memory for opened rows remembered per process (OpenedRows): about 40k rows of
-#: 6 short fields. The bound counts the stored and the opened row of each entry.
-OPENED_ROWS_BYTES: Final = 16 << 20
+#: Memory for opened rows remembered per process (OpenedRows) unless config.yaml
+#: says otherwise (``key_cache.opened_rows``): about 40k rows of 6 short fields.
+#: The bound counts the stored and the opened row of each entry.
+OPENED_ROWS_BYTES: Final = KeyCacheConfig().opened_rows
 _OPENED_ROW_OVERHEAD: Final = 200  # dict slot, tuple, two bytes headers
 _MAX_ROW_SHAPES: Final = 256
 _I32: Final = struct.Struct("!i")
@@ -179,7 +182,8 @@ class RowPlan:
     """Per portal: which fields of each DataRow to open and how.
 
     Made once from the RowDescription's shape and the Bind's result formats, so
-    a row costs one parse, one :meth:`FieldCrypto.try_open_row` and one join.
+    a row costs one :meth:`FieldCrypto.try_open_fields` (binary), or one parse
+    and one :meth:`FieldCrypto.try_open_row` (hex text), and one join.
     ``fields`` is None when some protected column is not a bytea envelope in
     the plain case (armoured text storage, odd format codes): every row then
     takes the per-field path.
@@ -189,6 +193,12 @@ class RowPlan:
     fields: tuple[FieldPlan | None, ...] | None
     #: Rows of this shape opened lately (``OpenedRows``), None: not remembered.
     opened: dict[bytes, OpenedRow] | None = dataclasses.field(default=None, compare=False)
+    #: Every protected field is in binary format: its envelope lies in the row
+    #: as is and is opened in place (:meth:`FieldCrypto.try_open_fields`).
+    binary: bool = False
+    #: Per field of the row, for :meth:`FieldCrypto.try_open_fields`: (the AAD
+    #: column, its output encoder or None) of a protected one, None for others.
+    openers: tuple[tuple[str, Callable[[bytes], bytes] | None] | None, ...] = ()
 
 
 #: An opened DataRow: the message for the client, the one key that opened it,
@@ -262,7 +272,29 @@ def _row_plan(
         out = None if text_out else value_codec
         fields[index] = FieldPlan(column.qualified, fmt == 0, out, fmt)
     shape = tuple(fields)
-    return RowPlan(columns, shape, None if opened is None else opened.table(shape))
+    return _shaped(columns, shape, None if opened is None else opened.table(shape))
+
+
+def _shaped(
+    columns: RowColumns,
+    shape: tuple[FieldPlan | None, ...],
+    opened: dict[bytes, OpenedRow] | None,
+) -> RowPlan:
+    return RowPlan(
+        columns,
+        shape,
+        opened,
+        binary=not any(f.hex for f in shape if f is not None),
+        openers=tuple(
+            None if f is None else (f.qualified, None if f.out is None else _output(f.out))
+            for f in shape
+        ),
+    )
+
+
+def _output(value_codec: ValueCodec) -> Callable[[bytes], bytes]:
+    """Canonical text -> the binary format (raises ValueFormatError, a ValueError)."""
+    return functools.partial(value_codec.from_canonical, fmt=1)
 
 
 @dataclass(slots=True)
@@ -420,6 +452,7 @@ class Encryption:
             catalog,
             service_dsn=config.service_dsn,
             plan_cache_size=config.plan_cache_size,
+            opened_rows_bytes=config.key_cache.opened_rows,
         )
 
     async def _read_catalog(self, rules: Rules) -> CatalogMap:
@@ -1078,7 +1111,7 @@ class SessionCrypto:
                     enc.metrics.values_opened += count
                     enc.rows_opened += 1
                     return message
-        opened = self._data_row_fast(body, plan.fields, known)
+        opened = self._data_row_fast(body, plan.fields, known, plan)
         if opened is not None:
             return opened
         return self._data_row_by_field(body, state, columns)
@@ -1108,11 +1141,12 @@ class SessionCrypto:
 
         The session's read loop hands over a whole run of a result's rows: one
         call instead of one framing step, one dispatch and one plan lookup per
-        row. Stops before the first message that is not a complete DataRow of a
-        sane length, and before the first row that needs the per-field path
-        (a key to load, an error to report): the session frames that one itself
-        and calls :meth:`data_row`, so every case keeps its one handling.
-        Returns the new messages and where the run stopped.
+        row, and the counters are added to once per run. Stops before the first
+        message that is not a complete DataRow of a sane length, and before the
+        first row that needs the per-field path (a key to load, an error to
+        report): the session frames that one itself and calls :meth:`data_row`,
+        so every case keeps its one handling. Returns the new messages and where
+        the run stopped.
         """
         columns = state.columns
         assert columns is not None
@@ -1128,35 +1162,47 @@ class SessionCrypto:
         generation = crypto.generation()
         if known is not None:
             enc.opened_rows.sync(generation)
+        open_row = self._open_in_place if plan.binary else self._open_hex
         unpack = codec.unpack_length
-        fast = self._data_row_fast
+        append = parts.append
         size = len(buf)
-        hits = opened = 0
+        hits = hit_values = rows = values = 0
         while pos + 5 <= size and buf[pos] == 0x44:  # DataRow
             (length,) = unpack(buf, pos + 1)
             end = pos + 1 + length
             if length < 4 or length > limit or end > size:
                 break
-            body = buf[pos + 5 : end]
-            hit = known.get(body) if known is not None else None
-            if (
-                hit is not None
-                and (tenant is None or hit[1].tenant == tenant)
-                and crypto.still_cached(hit[1], generation)
-            ):
-                parts.append(hit[0])
-                hits += 1
-                opened += hit[2]
-            else:
-                message = fast(body, fields, known)
-                if message is None:
+            if known is None:
+                row = open_row(buf, pos + 5, end, plan, tenant)
+                if row is None:
                     break
-                parts.append(message)
+            else:
+                body = buf[pos + 5 : end]
+                hit = known.get(body)
+                if (
+                    hit is not None
+                    and (tenant is None or hit[1].tenant == tenant)
+                    and crypto.still_cached(hit[1], generation)
+                ):
+                    append(hit[0])
+                    hits += 1
+                    hit_values += hit[2]
+                    pos = end
+                    continue
+                row = open_row(body, 0, len(body), plan, tenant)
+                if row is None:
+                    break
+                message, key, count = row
+                if key is not None:
+                    enc.opened_rows.add(known, body, (message, key, count))
+            append(row[0])
+            rows += 1
+            values += row[2]
             pos = end
-        if hits:
-            crypto.hits += opened
-            enc.metrics.values_opened += opened
-            enc.rows_opened += hits
+        if hits or rows:
+            crypto.hits += hit_values
+            enc.metrics.values_opened += hit_values + values
+            enc.rows_opened += hits + rows
         return parts, pos
 
     def _data_row_fast(
@@ -1164,26 +1210,61 @@ class SessionCrypto:
         body: bytes,
         fields: tuple[FieldPlan | None, ...],
         known: dict[bytes, OpenedRow] | None = None,
+        plan: RowPlan | None = None,
     ) -> bytes | None:
         """The plain case of a whole row at once; None (nothing done) for any other.
 
         Every field is framed as ``codec.decode_data_row`` does; anything it
         would reject, and every envelope that is not plainly openable, sends the
-        row to :meth:`_data_row_by_field`, which raises the precise error. The
-        new row is one join of the unchanged runs and the opened values.
+        row to :meth:`_data_row_by_field`, which raises the precise error.
         """
-        end = len(body)
-        if end < 2 or _U16.unpack_from(body, 0)[0] != len(fields):
+        if plan is None or plan.fields != fields:
+            plan = _shaped(NO_PROTECTED, fields, None)
+        open_row = self._open_in_place if plan.binary else self._open_hex
+        row = open_row(body, 0, len(body), plan, self.tenant)
+        if row is None:
+            return None
+        self.enc.metrics.values_opened += row[2]
+        self.enc.rows_opened += 1
+        message, key, count = row
+        if known is not None and key is not None:
+            self.enc.opened_rows.add(known, body, (message, key, count))
+        return message
+
+    def _open_in_place(
+        self, buf: bytes, start: int, end: int, plan: RowPlan, tenant: str | None
+    ) -> tuple[bytes, DataKey | None, int] | None:
+        """The DataRow body at ``buf[start:end]`` with binary envelopes opened, or None.
+
+        The hot path of reads (binary results, asyncpg's): one crypto call
+        frames the row, opens every envelope where it lies and leaves the new
+        row in pieces, one join makes the message. Returns (message, the one
+        key that opened the row or None, values opened).
+        """
+        parts = [b"D", b""]
+        opened = self.enc.crypto.try_open_fields(buf, start, end, plan.openers, parts, tenant)
+        if opened is None:
+            return None
+        parts[1] = _I32.pack(sum(map(len, parts)) + 3)  # the length counts itself, not "D"
+        return b"".join(parts), opened[0], opened[1]
+
+    def _open_hex(
+        self, buf: bytes, start: int, end: int, plan: RowPlan, tenant: str | None
+    ) -> tuple[bytes, DataKey | None, int] | None:
+        """:meth:`_open_in_place` for rows with bytea envelopes in hex text format."""
+        fields = plan.fields
+        assert fields is not None
+        if end - start < 2 or (buf[start] << 8 | buf[start + 1]) != len(fields):
             return None
         unpack = _I32.unpack_from
         spans: list[tuple[int, int, FieldPlan]] = []
         names: list[str] = []
         envelopes: list[bytes] = []
-        pos = 2
+        pos = start + 2
         for spec in fields:
             if pos + 4 > end:
                 return None
-            (length,) = unpack(body, pos)
+            (length,) = unpack(buf, pos)
             pos += 4
             if length == -1:
                 continue  # NULL stays NULL
@@ -1192,44 +1273,39 @@ class SessionCrypto:
                 return None
             if spec is not None:
                 if spec.hex:
-                    if body[pos : pos + 4] != b"\\x01":
+                    if buf[pos : pos + 4] != b"\\x01":
                         return None
                     try:
-                        envelopes.append(binascii.a2b_hex(body[pos + 2 : stop]))
+                        envelopes.append(binascii.a2b_hex(buf[pos + 2 : stop]))
                     except binascii.Error:
                         return None
                 else:
-                    envelopes.append(body[pos:stop])
+                    envelopes.append(buf[pos:stop])
                 names.append(spec.qualified)
                 spans.append((pos - 4, stop, spec))
             pos = stop
         if pos != end:
             return None
-        result = self.enc.crypto.try_open_row(names, envelopes, self.tenant)
+        result = self.enc.crypto.try_open_row(names, envelopes, tenant)
         if result is None:
             return None
         plaintexts, key = result
         pack = _I32.pack
         parts = [b"D", b""]
-        size = end
-        seg = 0
-        for (start, stop, spec), plaintext in zip(spans, plaintexts, strict=True):
+        size = end - start
+        seg = start
+        for (first, stop, spec), plaintext in zip(spans, plaintexts, strict=True):
             if spec.out is not None:
                 try:
                     plaintext = spec.out.from_canonical(plaintext, spec.fmt)
                 except ValueFormatError:
                     return None
-            parts += (body[seg:start], pack(len(plaintext)), plaintext)
-            size += len(plaintext) + start + 4 - stop
+            parts += (buf[seg:first], pack(len(plaintext)), plaintext)
+            size += len(plaintext) + first + 4 - stop
             seg = stop
-        parts.append(body[seg:])
+        parts.append(buf[seg:end])
         parts[1] = pack(size + 4)
-        message = b"".join(parts)
-        self.enc.metrics.values_opened += len(plaintexts)
-        self.enc.rows_opened += 1
-        if known is not None and key is not None:
-            self.enc.opened_rows.add(known, body, (message, key, len(plaintexts)))
-        return message
+        return b"".join(parts), key, len(plaintexts)
 
     def _data_row_by_field(self, body: bytes, state: PortalState, columns: RowColumns) -> bytes:
         """Every case of every field: missing keys, failures, armoured text, migration."""

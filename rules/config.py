@@ -76,6 +76,7 @@ _MAX_IDENTIFIER = 63
 _MAX_VARCHAR = 10_485_760
 _MAX_MESSAGE = 2**31 - 1
 _MIN_MESSAGE = 4096
+_MAX_OPENED_ROWS = 64 << 30  # a typo'd unit, not a plan: the process would swap
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -286,6 +287,16 @@ def parse_size(value: int | str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
+def _size_text(size: int) -> str:
+    """``2GiB - 1``, ``64GiB``: a bound as config.yaml would write it."""
+    if size == _MAX_MESSAGE:
+        return "2GiB - 1"
+    for unit in ("GiB", "MiB", "KiB"):
+        if size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return f"{size} bytes"
+
+
 def _masked_repr(obj: Any, secrets: dict[str, Callable[[Any], str]]) -> str:
     items = []
     for f in dataclasses.fields(obj):
@@ -297,10 +308,16 @@ def _masked_repr(obj: Any, secrets: dict[str, Callable[[Any], str]]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyCacheConfig:
-    """Decrypted business keys kept in memory: for how long, and how many."""
+    """Decrypted business keys kept in memory: for how long, and how many.
+
+    ``opened_rows``: bytes of recently opened result rows (plaintext) remembered
+    so that a row read again is not decrypted again; 0 keeps none. They are
+    dropped with the keys (a shred, a rotation, a flush empties them all).
+    """
 
     ttl_seconds: float = 300.0
     max_keys: int = 10_000
+    opened_rows: int = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -824,8 +841,9 @@ class _Reader:
         default = KeyCacheConfig()
         if node is None:
             return default
-        fields = _Fields(self, node, "key_cache", ("ttl_seconds", "max_keys"))
+        fields = _Fields(self, node, "key_cache", ("ttl_seconds", "max_keys", "opened_rows"))
         ttl, size = fields.get("ttl_seconds"), fields.get("max_keys")
+        opened = fields.get("opened_rows")
         return KeyCacheConfig(
             ttl_seconds=self.seconds(ttl, "key_cache.ttl_seconds", zero_ok=False)
             if ttl is not None
@@ -833,6 +851,9 @@ class _Reader:
             max_keys=self.integer(size, "key_cache.max_keys", 1)
             if size is not None
             else default.max_keys,
+            opened_rows=self.size(opened, "key_cache.opened_rows", 0, _MAX_OPENED_ROWS)
+            if opened is not None
+            else default.opened_rows,
         )
 
     def tls(self, node: Node | None) -> TLSConfig:
@@ -945,7 +966,9 @@ class _Reader:
                 values[name] = self.seconds(value, what, zero_ok=zero_ok)
         return dataclasses.replace(default, **values)
 
-    def size(self, node: Node, what: str) -> int:
+    def size(
+        self, node: Node, what: str, minimum: int = _MIN_MESSAGE, maximum: int = _MAX_MESSAGE
+    ) -> int:
         if not isinstance(node, ScalarNode) or node.tag not in (_INT_TAG, "tag:yaml.org,2002:str"):
             self.fail(node, f"{what} must be a number of bytes or a size like 64MiB")
         raw = self.constructor.construct_object(node)
@@ -956,9 +979,10 @@ class _Reader:
                 node,
                 f"{what} must be a number of bytes or a size like 64MiB (units: B, KiB, MiB, GiB)",
             )
-        if not _MIN_MESSAGE <= value <= _MAX_MESSAGE:
+        if not minimum <= value <= maximum:
             self.fail(
-                node, f"{what} must be from {_MIN_MESSAGE} bytes to 2GiB - 1, got {value} bytes"
+                node,
+                f"{what} must be from {minimum} bytes to {_size_text(maximum)}, got {value} bytes",
             )
         return value
 
