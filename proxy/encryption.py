@@ -44,6 +44,7 @@ from crypto.errors import CryptoError
 from proxy import codec
 from proxy.metrics import Metrics
 from proxy.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
+from rules.casts import convert_value
 from rules.catalog import CatalogMap, load_catalog
 from rules.model import ProtectedColumn, Rules
 from rules.plan_cache import Planner
@@ -67,6 +68,7 @@ from rules.plan_types import (
     TenantLiteral,
     TenantSource,
     TenantValue,
+    ValueCast,
 )
 
 if TYPE_CHECKING:
@@ -719,6 +721,9 @@ class SessionCrypto:
     def _canonical_param(
         self, column: ProtectedColumn, data: bytes, fmt: int, stmt: StatementCrypto | None, i: int
     ) -> bytes:
+        cast = _param_cast(stmt, i)
+        if cast is not None:  # ``$k::type``: read as the cast's type, then converted
+            return self._cast_param(column, cast, data, fmt, stmt, i)
         target = column_codec(column)
         try:
             declared = _declared(stmt.client_types, i) if stmt is not None else 0
@@ -726,6 +731,31 @@ class SessionCrypto:
                 text = codec_for(_OID_TO_LOGICAL[declared]).to_canonical(data, 1)
                 return target.to_canonical(text, 0)
             return target.to_canonical(data, fmt)
+        except ValueFormatError as exc:
+            raise refusal(
+                f"pgseal: invalid value for encrypted column {column.qualified}: {exc}",
+                sqlstate=exc.sqlstate,
+            ) from None
+
+    def _cast_param(
+        self,
+        column: ProtectedColumn,
+        cast: ValueCast,
+        data: bytes,
+        fmt: int,
+        stmt: StatementCrypto | None,
+        i: int,
+    ) -> bytes:
+        """The canonical value of a parameter written ``$k::type`` (rules.casts)."""
+        declared = 0
+        if stmt is not None:
+            declared = _declared(stmt.client_types, i)
+            plan = stmt.plan
+            passed = isinstance(plan, Rewrite) and plan.params[i].action is BindAction.PASS
+            if not declared and passed:
+                declared = _declared(stmt.server_types, i)  # Postgres typed it from a plain use
+        try:
+            return convert_value(column, cast, data, fmt, declared)
         except ValueFormatError as exc:
             raise refusal(
                 f"pgseal: invalid value for encrypted column {column.qualified}: {exc}",
@@ -1232,6 +1262,14 @@ def _copy_refusal(statements: Sequence[StatementInfo]) -> Refused:
         "is not supported",
         "send COPY as a simple query (psql, asyncpg's copy_* and psycopg's copy() do)",
     )
+
+
+def _param_cast(stmt: StatementCrypto | None, i: int) -> ValueCast | None:
+    """The cast on client parameter ``i`` (0-based) in the statement's plan, if any."""
+    plan = stmt.plan if stmt is not None else None
+    if isinstance(plan, Rewrite) and i < len(plan.params):
+        return plan.params[i].cast
+    return None
 
 
 def _declared(types: Sequence[int], i: int) -> int:
