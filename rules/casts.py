@@ -183,7 +183,7 @@ def check_assignment(column: ProtectedColumn, cast: ValueCast) -> None:
             "0A000",
         )
     raise CastRefused(
-        f"pgseal: column {column.name} ({column.qualified}) is of type {target} "
+        f"pgseal: encrypted column {column.qualified} is of type {target} "
         f"but expression is of type {cast.written}",
         f"cast the value to {target}, or leave the cast out",
         "42804",
