@@ -122,7 +122,7 @@ def value_cast(node: exp.Expr) -> ValueCast | None:
 
     >>> import sqlglot
     >>> value_cast(sqlglot.parse_one("$2::varchar(20)", read="postgres"))
-    ValueCast(logical='varchar', written='varchar(20)', length=20, array=False)
+    ValueCast(logical='varchar', written='varchar(20)', modifiers=(20,), array=False)
     >>> value_cast(sqlglot.parse_one("'x'::text::varchar", read="postgres")).logical is None
     True
     """
@@ -144,19 +144,25 @@ def value_cast(node: exp.Expr) -> ValueCast | None:
             return ValueCast(None, written, array=True)
         to = element
     logical = _DTYPES.get(to.this)
-    params = to.expressions
-    length: int | None = None
-    if logical == "varchar" and len(params) == 1 and not array:
-        param = params[0]
-        value = param.this if isinstance(param, exp.DataTypeParam) else param
-        text = str(value.this) if isinstance(value, exp.Literal) else ""
-        if text.isdigit() and 1 <= int(text) <= 10485760:
-            length = int(text)
-        else:
-            logical = None
-    elif params:
-        logical = None  # numeric(p, s), timestamp(p): rounding pgseal does not do
-    return ValueCast(logical, written, length, array)
+    modifiers = tuple(_modifier(p) for p in to.expressions)
+    if modifiers and (array or not _valid_modifiers(logical, modifiers)):
+        logical = None  # timestamp(p), a bad length: not done by pgseal
+    return ValueCast(logical, written, modifiers, array)
+
+
+def _modifier(param: exp.Expr) -> int:
+    value = param.this if isinstance(param, exp.DataTypeParam) else param
+    text = str(value.this) if isinstance(value, exp.Literal) else ""
+    return int(text) if text.isdigit() else -1
+
+
+def _valid_modifiers(logical: str | None, modifiers: tuple[int, ...]) -> bool:
+    if logical == "varchar":
+        return len(modifiers) == 1 and 1 <= modifiers[0] <= 10485760
+    if logical == "numeric":
+        precision, scale = modifiers[0], modifiers[1] if len(modifiers) == 2 else 0
+        return len(modifiers) <= 2 and 1 <= precision <= 1000 and 0 <= scale <= precision
+    return False
 
 
 def _unknown(column: ProtectedColumn, cast: ValueCast) -> CastRefused:
@@ -238,9 +244,11 @@ def convert_value(
         else:
             data, fmt = codec_for(declared).to_canonical(data, fmt), 0
     canonical = codec_for(cast.logical).to_canonical(data, fmt)
-    if cast.length is not None:
+    if cast.modifiers and cast.logical == "varchar":
         # An explicit cast to varchar(n) truncates, as Postgres does.
-        canonical = canonical.decode()[: cast.length].encode()
+        canonical = canonical.decode()[: cast.modifiers[0]].encode()
+    elif cast.modifiers:
+        canonical = _numeric_typmod(canonical, *cast.modifiers)
     return _assign(column, cast.logical, canonical)
 
 
@@ -262,6 +270,32 @@ def _assign(column: ProtectedColumn, source: str, canonical: bytes) -> bytes:
             text = text.split(" ", 1)[0] + (" BC" if text.endswith(" BC") else "")
         return codec.to_canonical(text.encode(), 0)
     return codec.to_canonical(canonical, 0)  # integers narrowed (range checked), -> text
+
+
+def _numeric_typmod(canonical: bytes, precision: int, scale: int = 0) -> bytes:
+    """A cast to numeric(p, s): round to s places half away from zero, check p.
+
+    >>> _numeric_typmod(b"-1.005", 5, 2), _numeric_typmod(b"7", 3, 1), _numeric_typmod(b"0.4", 3)
+    (b'-1.01', b'7.0', b'0')
+    """
+    text = canonical.decode()
+    if text == "NaN":
+        return canonical
+    if text.endswith("Infinity"):
+        raise NumericValueOutOfRange("numeric field overflow")
+    negative = text.startswith("-")
+    whole, _, frac = text.lstrip("+-").partition(".")
+    scaled = int((whole or "0") + frac.ljust(scale, "0")[:scale])
+    if len(frac) > scale and frac[scale] >= "5":
+        scaled += 1
+    if scaled >= 10**precision:
+        raise NumericValueOutOfRange(
+            f"numeric field overflow: a field with precision {precision}, scale {scale} "
+            f"must round to an absolute value less than 10^{precision - scale}"
+        )
+    digits = str(scaled).rjust(scale + 1, "0")
+    out = digits[: len(digits) - scale] + ("." + digits[len(digits) - scale :] if scale else "")
+    return (("-" if negative and scaled else "") + out).encode()
 
 
 def _round_numeric(canonical: bytes, target: str) -> bytes:

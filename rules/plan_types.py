@@ -86,13 +86,14 @@ class ValueCast:
     """A cast written on a value (``$2::text``, ``'12'::integer``) for a protected column.
 
     ``logical`` is the pgseal logical type of the cast (None: a type pgseal does
-    not know, or nested casts), ``length`` the ``n`` of ``varchar(n)``, ``array``
+    not know, or nested casts), ``modifiers`` the ``n`` of ``varchar(n)`` or the
+    ``p, s`` of ``numeric(p, s)``, ``array``
     marks ``type[]``; ``written`` is the type as written, for messages.
     """
 
     logical: str | None
     written: str
-    length: int | None = None
+    modifiers: tuple[int, ...] = ()
     array: bool = False
 
     @property

@@ -85,6 +85,22 @@ async def test_psycopg_text_parameters_and_cast_literals(
         assert_envelope(value, "555-CAST", "T-CAST")
 
 
+async def test_numeric_with_precision_and_scale_rounds_like_postgres(
+    app: asyncpg.Connection, raw: asyncpg.Connection
+) -> None:
+    # SQLAlchemy's Numeric(10, 2) renders $n::NUMERIC(10, 2)
+    sql = "INSERT INTO typed (business_id, c_numeric) VALUES (1, $1::NUMERIC(10, 2)) RETURNING id"
+    value = decimal.Decimal("-1.005")
+    row_id = await app.fetchval(sql, value)
+    assert await app.fetchval("SELECT c_numeric FROM typed WHERE id = $1", row_id) == (
+        await raw.fetchval("SELECT $1::numeric(10, 2)", value)
+    )
+    assert_envelope(await raw.fetchval("SELECT c_numeric FROM typed WHERE id = $1", row_id))
+    with pytest.raises(asyncpg.PostgresError) as info:
+        await app.fetchval(sql, decimal.Decimal("123456789.5"))
+    assert info.value.sqlstate == "22003"
+
+
 async def test_search_with_a_cast_finds_the_row(stack: Stack, app: asyncpg.Connection) -> None:
     await app.execute(
         "INSERT INTO customers (business_id, name, tax_id, email) VALUES"

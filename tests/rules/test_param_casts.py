@@ -97,6 +97,8 @@ def test_cast_literals_are_converted_to_the_column_type_at_plan_time() -> None:
         (Literal("42"), "c_text"),  # I/O conversion to a string type
         (Literal("abcd"), "c_vc"),  # the explicit varchar(4) cast truncates
     ]
+    result = rewrite("UPDATE t SET c_num = '2.345'::numeric(4, 2) WHERE business_id = 1")
+    assert result.slots[0].source == Literal("2.35")  # numeric(p, s) rounds to s places
     # the blind index of a cast literal is computed on the converted value
     result = rewrite("SELECT id FROM t WHERE business_id = 1 AND c_big = '7'::smallint")
     assert [s.source for s in result.slots] == [Literal("7")]
@@ -115,7 +117,8 @@ def test_cast_literals_are_converted_to_the_column_type_at_plan_time() -> None:
         # Postgres converts these by the session TimeZone / DateStyle: pgseal refuses
         ("INSERT INTO t (business_id, c_tstz) VALUES (1, $1::timestamp)", "0A000", ["c_tstz"]),
         ("INSERT INTO t (business_id, c_text) VALUES (1, $1::date)", "0A000", ["date"]),
-        ("INSERT INTO t (business_id, c_num) VALUES (1, $1::numeric(5,2))", "0A000", ["5"]),
+        ("INSERT INTO t (business_id, c_num) VALUES (1, $1::timestamp(3))", "0A000", ["(3)"]),
+        ("INSERT INTO t (business_id, c_num) VALUES (1, 1234.5::numeric(5,2))", "22003", ["c_num"]),
         ("INSERT INTO t (business_id, c_num) VALUES (1, $1::money)", "0A000", ["money"]),
         ("INSERT INTO t (business_id, c_text) VALUES (1, $1::text::varchar)", "0A000", ["c_text"]),
         # comparisons: only casts that widen into the column's type find the same rows
