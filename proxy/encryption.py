@@ -721,9 +721,11 @@ class SessionCrypto:
     def _canonical_param(
         self, column: ProtectedColumn, data: bytes, fmt: int, stmt: StatementCrypto | None, i: int
     ) -> bytes:
-        cast = _param_cast(stmt, i)
-        if cast is not None:  # ``$k::type``: read as the cast's type, then converted
-            return self._cast_param(column, cast, data, fmt, stmt, i)
+        plan = stmt.plan if stmt is not None else None
+        if isinstance(plan, Rewrite) and plan.has_casts:
+            cast = _param_cast(stmt, i)
+            if cast is not None:  # ``$k::type``: read as the cast's type, then converted
+                return self._cast_param(column, cast, data, fmt, stmt, i)
         target = column_codec(column)
         try:
             declared = _declared(stmt.client_types, i) if stmt is not None else 0

@@ -342,6 +342,11 @@ class Rewrite:
     client_param_count: int
     params: tuple[ParamPlan, ...]
     statements: tuple[StatementInfo, ...]
+    #: Some client parameter has a cast (ParamPlan.cast): Bind looks them up.
+    has_casts: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "has_casts", any(p.cast is not None for p in self.params))
 
     @property
     def sql_extended(self) -> str:

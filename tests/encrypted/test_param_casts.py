@@ -75,6 +75,11 @@ async def test_psycopg_text_parameters_and_cast_literals(
             "SELECT name, credit, phone, tax_id FROM customers WHERE business_id = 1 ORDER BY name"
         )
         rows = await cur.fetchall()
+        # the blind index written from the cast parameter finds the row
+        cur = await conn.execute(
+            "SELECT name FROM customers WHERE business_id = 1 AND tax_id = %s", ("T-CAST",)
+        )
+        assert await cur.fetchall() == [("ps",)]
     assert rows == [
         ("lit", decimal.Decimal("2.5"), "77", None),
         ("ps", decimal.Decimal("3"), "555-CAST", "T-CAST"),
