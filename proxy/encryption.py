@@ -45,6 +45,7 @@ from crypto.errors import CryptoError
 from proxy import codec
 from proxy.metrics import Metrics
 from proxy.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
+from rules.casts import convert_value
 from rules.catalog import CatalogMap, load_catalog
 from rules.config import KeyCacheConfig
 from rules.model import ProtectedColumn, Rules
@@ -69,6 +70,7 @@ from rules.plan_types import (
     TenantLiteral,
     TenantSource,
     TenantValue,
+    ValueCast,
 )
 
 if TYPE_CHECKING:
@@ -344,6 +346,8 @@ class ParamSeal:
     #: text or varchar without a length, read as itself: ASCII without NUL is
     #: then canonical as it is (``to_canonical`` would return it unchanged).
     ascii_as_is: bool
+    #: ``$k::type``: read as the cast's type, then converted (``_cast_param``).
+    cast: ValueCast | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +389,9 @@ class BindSealer:
                         p.column.storage == "text",
                         target.logical_type in _TEXT_BINARY_TYPES
                         and not p.column.type_modifier
-                        and via is None,
+                        and via is None
+                        and p.cast is None,
+                        p.cast,
                     )
                 )
         return cls(tuple(nulls), tuple(seals), plan.formats_added)
@@ -679,7 +685,9 @@ class SessionCrypto:
                     values[i] = _stored(ps.column, existing)
                     formats[i] = 1
                     continue
-            if ps.ascii_as_is and data.isascii() and b"\x00" not in data:
+            if ps.cast is not None:
+                canonical = self._cast_param(ps.column, ps.cast, data, fmt, stmt, i)
+            elif ps.ascii_as_is and data.isascii() and b"\x00" not in data:
                 canonical = data  # what the text codec's to_canonical returns, sooner
             else:
                 try:
@@ -886,6 +894,11 @@ class SessionCrypto:
     def _canonical_param(
         self, column: ProtectedColumn, data: bytes, fmt: int, stmt: StatementCrypto | None, i: int
     ) -> bytes:
+        plan = stmt.plan if stmt is not None else None
+        if isinstance(plan, Rewrite) and plan.has_casts:
+            cast = _param_cast(stmt, i)
+            if cast is not None:  # ``$k::type``: read as the cast's type, then converted
+                return self._cast_param(column, cast, data, fmt, stmt, i)
         target = column_codec(column)
         try:
             declared = _declared(stmt.client_types, i) if stmt is not None else 0
@@ -895,6 +908,31 @@ class SessionCrypto:
             return target.to_canonical(data, fmt)
         except ValueFormatError as exc:
             raise _invalid_value(column, exc) from None
+
+    def _cast_param(
+        self,
+        column: ProtectedColumn,
+        cast: ValueCast,
+        data: bytes,
+        fmt: int,
+        stmt: StatementCrypto | None,
+        i: int,
+    ) -> bytes:
+        """The canonical value of a parameter written ``$k::type`` (rules.casts)."""
+        declared = 0
+        if stmt is not None:
+            declared = _declared(stmt.client_types, i)
+            plan = stmt.plan
+            passed = isinstance(plan, Rewrite) and plan.params[i].action is BindAction.PASS
+            if not declared and passed:
+                declared = _declared(stmt.server_types, i)  # Postgres typed it from a plain use
+        try:
+            return convert_value(column, cast, data, fmt, declared)
+        except ValueFormatError as exc:
+            raise refusal(
+                f"pgseal: invalid value for encrypted column {column.qualified}: {exc}",
+                sqlstate=exc.sqlstate,
+            ) from None
 
     def _seal_param(
         self,
@@ -1446,6 +1484,14 @@ def _invalid_value(column: ProtectedColumn, exc: ValueFormatError) -> Refused:
         f"pgseal: invalid value for encrypted column {column.qualified}: {exc}",
         sqlstate=exc.sqlstate,
     )
+
+
+def _param_cast(stmt: StatementCrypto | None, i: int) -> ValueCast | None:
+    """The cast on client parameter ``i`` (0-based) in the statement's plan, if any."""
+    plan = stmt.plan if stmt is not None else None
+    if isinstance(plan, Rewrite) and i < len(plan.params):
+        return plan.params[i].cast
+    return None
 
 
 def _declared(types: Sequence[int], i: int) -> int:

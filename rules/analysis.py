@@ -23,6 +23,7 @@ and writes of literals, parameters, NULL and DEFAULT (recorded as
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,12 +31,14 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from crypto.envelope import ARMOR_PREFIX
+from rules.casts import value_cast
 from rules.model import ProtectedColumn, ProtectedTable, Rules
 from rules.plan_types import (
     SessionTenant,
     TenantFromParam,
     TenantLiteral,
     TenantSource,
+    ValueCast,
 )
 
 __all__ = [
@@ -98,11 +101,13 @@ def cannot_tell_tenant(column: ProtectedColumn) -> PlanRefused:
 @dataclass(frozen=True, slots=True)
 class ParamRef:
     index: int
+    cast: ValueCast | None = None  # ``$k::type``: the value's type (rules.casts)
 
 
 @dataclass(frozen=True, slots=True)
 class LiteralValue:
     text: str = field(repr=False)
+    cast: ValueCast | None = None  # ``'12'::integer``
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +130,24 @@ def strip_parens(node: exp.Expr) -> exp.Expr:
 
 
 def value_of(node: exp.Expr) -> ValueRef | None:
-    """A constant or parameter (casts dropped: the value is sealed), else None.
+    """A constant or parameter, else None; a cast on it is kept as ``cast``.
 
     >>> import sqlglot
-    >>> value_of(sqlglot.parse_one("$2::varchar", read="postgres"))
-    ParamRef(index=2)
+    >>> value_of(sqlglot.parse_one("$2", read="postgres"))
+    ParamRef(index=2, cast=None)
+    >>> value_of(sqlglot.parse_one("$2::varchar", read="postgres")).cast.logical
+    'varchar'
     >>> value_of(sqlglot.parse_one("-1.5", read="postgres")) == LiteralValue("-1.5")
     True
     """
+    cast = value_cast(node)
+    ref = _bare_value_of(node)
+    if cast is None or not isinstance(ref, ParamRef | LiteralValue):
+        return ref  # NULL::type and DEFAULT keep their meaning
+    return dataclasses.replace(ref, cast=cast)
+
+
+def _bare_value_of(node: exp.Expr) -> ValueRef | None:
     node = strip_parens(node)
     while isinstance(node, exp.Cast):
         node = strip_parens(node.this)

@@ -49,6 +49,7 @@ __all__ = [
     "TenantLiteral",
     "TenantSource",
     "TenantValue",
+    "ValueCast",
 ]
 
 BYTEA_OID = 17
@@ -78,6 +79,29 @@ def _check_param_index(index: int) -> None:
     # from the end: a plan naming it is a planner bug, refused rather than run.
     if index < 1:
         raise ValueError(f"parameter index ${index} is not a parameter")
+
+
+@dataclass(frozen=True, slots=True)
+class ValueCast:
+    """A cast written on a value (``$2::text``, ``'12'::integer``) for a protected column.
+
+    ``logical`` is the pgseal logical type of the cast (None: a type pgseal does
+    not know, or nested casts), ``modifiers`` the ``n`` of ``varchar(n)`` or the
+    ``p, s`` of ``numeric(p, s)``, ``array``
+    marks ``type[]``; ``written`` is the type as written, for messages.
+    """
+
+    logical: str | None
+    written: str
+    modifiers: tuple[int, ...] = ()
+    array: bool = False
+
+    @property
+    def oid(self) -> int:
+        """The type OID a parameter cast like this is declared with (0: unknown)."""
+        if self.logical is None or self.array:
+            return 0
+        return LOGICAL_TYPE_OIDS[self.logical]
 
 
 # --- tenant sources -------------------------------------------------------------
@@ -225,6 +249,9 @@ class ParamPlan:
     parse_oid: int | None = None
     #: OID to report in ParameterDescription; None = report what Postgres says.
     logical_oid: int | None = None
+    #: The cast written on the parameter's protected uses (``$k::type``): its
+    #: value is read as that type and converted to the column's (rules.casts).
+    cast: ValueCast | None = None
 
     def __post_init__(self) -> None:
         _check_param_index(self.index)
@@ -315,6 +342,11 @@ class Rewrite:
     client_param_count: int
     params: tuple[ParamPlan, ...]
     statements: tuple[StatementInfo, ...]
+    #: Some client parameter has a cast (ParamPlan.cast): Bind looks them up.
+    has_casts: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "has_casts", any(p.cast is not None for p in self.params))
 
     @property
     def sql_extended(self) -> str:

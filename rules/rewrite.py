@@ -22,15 +22,18 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from proxy.pgtypes import ValueFormatError
 from rules.analysis import (
     DefaultValue,
     Findings,
+    LiteralValue,
     NullValue,
     ParamRef,
     PlanRefused,
     ValueRef,
     looks_like_envelope,
 )
+from rules.casts import CastRefused, check_assignment, check_comparison, convert_value
 from rules.model import ProtectedColumn
 from rules.plan_types import (
     BYTEA_OID,
@@ -49,6 +52,7 @@ from rules.plan_types import (
     SlotSource,
     TenantSource,
     TenantValue,
+    ValueCast,
 )
 
 __all__ = ["REWRITES", "RewriteContext", "RewriteResult", "apply_rewrites", "make_identifier"]
@@ -83,7 +87,54 @@ class RewriteContext:
             return exp.Var(this="DEFAULT")
         if isinstance(ref, ParamRef):
             return self.slot(ClientParam(ref.index), action, tenant)
-        return self.slot(Literal(ref.text, looks_like_envelope(ref.text)), action, tenant)
+        if looks_like_envelope(ref.text):  # stored as it is, whatever its cast
+            return self.slot(Literal(ref.text, True), action, tenant)
+        text = ref.text if ref.cast is None else _converted_literal(action.column, ref)
+        return self.slot(Literal(text), action, tenant)
+
+
+def _converted_literal(column: ProtectedColumn, ref: LiteralValue) -> str:
+    """A cast literal as the column's canonical text (the cast was checked)."""
+    assert ref.cast is not None
+    try:
+        return convert_value(column, ref.cast, ref.text.encode(), 0).decode()
+    except ValueFormatError as exc:
+        raise PlanRefused(
+            f"pgseal: invalid value for encrypted column {column.qualified}: {exc}",
+            sqlstate=exc.sqlstate,
+        ) from None
+
+
+def check_casts(findings: Findings) -> dict[int, ValueCast]:
+    """Refuse casts Postgres or pgseal cannot apply; the cast of each cast parameter."""
+    casts: dict[int, set[ValueCast | None]] = {}
+    try:
+        for vsite in findings.values:
+            ref = vsite.value
+            if isinstance(ref, ParamRef | LiteralValue) and ref.cast is not None:
+                check_assignment(vsite.column, ref.cast)
+            if isinstance(ref, ParamRef):
+                casts.setdefault(ref.index, set()).add(ref.cast)
+        for ssite in findings.searches:
+            for _, ref in ssite.values:
+                if isinstance(ref, ParamRef | LiteralValue) and ref.cast is not None:
+                    check_comparison(ssite.column, ref.cast, array=ssite.kind == "any")
+                if isinstance(ref, ParamRef) and ssite.kind != "any":
+                    casts.setdefault(ref.index, set()).add(ref.cast)
+    except CastRefused as refusal:
+        raise PlanRefused(refusal.message, refusal.hint, refusal.sqlstate) from None
+    out: dict[int, ValueCast] = {}
+    for index, found in casts.items():
+        if len(found) > 1:
+            raise PlanRefused(
+                f"pgseal: inconsistent types deduced for parameter ${index}",
+                f"cast every use of ${index} the same way",
+                sqlstate="42P08",
+            )
+        (cast,) = found
+        if cast is not None:
+            out[index] = cast
+    return out
 
 
 Step = Callable[[exp.Expr, RewriteContext], exp.Expr]
@@ -244,10 +295,18 @@ def _params_in(node: exp.Expr) -> list[int]:
     return found
 
 
+def _described_oid(column: ProtectedColumn, cast: ValueCast | None) -> int | None:
+    """The type a parameter is described as: its cast's, else its column's."""
+    if cast is not None:
+        return cast.oid
+    return LOGICAL_TYPE_OIDS.get(column.logical_type)
+
+
 def apply_rewrites(
     tree: exp.Expr, findings: Findings, original: str, declared_param_count: int
 ) -> RewriteResult:
     """Run :data:`REWRITES` on ``tree`` (mutated) and cut the SQL at the slots."""
+    casts = check_casts(findings)
     all_params = _params_in(tree)
     count = max([declared_param_count, *all_params])
 
@@ -306,11 +365,12 @@ def apply_rewrites(
                     col,
                     tenant,
                     parse_oid=TEXT_OID if col.storage == "text" else BYTEA_OID,
-                    logical_oid=LOGICAL_TYPE_OIDS.get(col.logical_type),
+                    logical_oid=_described_oid(col, casts.get(k)),
+                    cast=casts.get(k),
                 )
             )
         elif k in referenced:
-            params.append(ParamPlan(k, BindAction.PASS))
+            params.append(ParamPlan(k, BindAction.PASS, cast=casts.get(k)))
         elif k in protected_uses:
             col = protected_uses[k]
             params.append(
@@ -319,7 +379,8 @@ def apply_rewrites(
                     BindAction.REPLACE_WITH_NULL,
                     col,
                     parse_oid=TEXT_OID,
-                    logical_oid=LOGICAL_TYPE_OIDS.get(col.logical_type),
+                    logical_oid=_described_oid(col, casts.get(k)),
+                    cast=casts.get(k),
                 )
             )
         else:

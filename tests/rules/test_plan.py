@@ -605,7 +605,10 @@ def test_sqlalchemy_insert_seals_the_cast_parameter_in_place() -> None:
     assert phone_param.column == PHONE
     assert phone_param.tenant == TenantFromParam(1)
     assert phone_param.parse_oid == 17
-    assert phone_param.logical_oid == 25
+    # Described as Postgres would: the cast's type (varchar), stored as text.
+    assert phone_param.logical_oid == 1043
+    assert phone_param.cast is not None
+    assert phone_param.cast.logical == "varchar"
     assert result.parse_oids([23, 1043]) == (23, 17)
 
 
