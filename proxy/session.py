@@ -207,6 +207,10 @@ _DONE_BY_HEAD = tuple(
     bytes(sorted(_EXTENDED_DONE[head])) if head in _EXTENDED_DONE else b""
     for head in range(INJECTED_ABORT + 1)
 )
+# The server's completions that are never rewritten (ParseComplete,
+# BindComplete, CloseComplete, CommandComplete, EmptyQueryResponse,
+# PortalSuspended): the encrypted path forwards them without a closer look.
+_PLAIN_DONE = frozenset(b"123CIs")
 # ReadyForQuery's status byte; any other byte is a protocol violation.
 _TXN_STATUS: dict[int, str] = {0x49: "I", 0x54: "T", 0x45: "E"}
 _T_ROW_DESCRIPTION = ord("T")
@@ -674,16 +678,34 @@ class Session:
             raise ProtocolViolation(f"invalid frontend message type {kind}")
 
     def _client_messages(self, buf: bytes) -> bytes:
-        """Frame, track and forward client messages; one output chunk per call."""
-        if self.crypt is None and not self._skipping:
+        """Frame, track and forward client messages; one output chunk per call.
+
+        Framed inline (as ``_client_messages_plain``): untouched messages are
+        not copied one by one but forwarded as runs (``buf[seg:...]``), and the
+        frequent ones that need no rewriting (Sync, Flush, Execute of a
+        described portal) are handled before anything else is looked at.
+        """
+        crypt = self.crypt
+        if crypt is None and not self._skipping:
             return self._client_messages_plain(buf)
         out = self.to_server
         pending = self._pending
-        crypt = self.crypt
+        expect = pending.append
+        limit = self.limits.max_message_size
+        unpack = codec.unpack_length
+        size = len(buf)
         seg = 0  # start of the run of bytes forwarded unchanged
-        last = 0
-        for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
-            last = end
+        pos = 0
+        while pos + 5 <= size:
+            (length,) = unpack(buf, pos + 1)
+            if length < 4 or length > limit:
+                raise codec.length_error(length, limit)
+            end = pos + 1 + length
+            if end > size:
+                break
+            kind = buf[pos]
+            start = pos
+            pos = end
             if self._skipping:
                 if kind != 0x53:  # everything but Sync is discarded
                     if start > seg:
@@ -691,7 +713,7 @@ class Session:
                     seg = end
                     continue
                 self._skipping = False
-            if self._copy_in is not None and kind in _COPY_CLIENT:
+            elif self._copy_in is not None and kind in _COPY_CLIENT:
                 try:
                     replacement = self._copy_client(self._copy_in, kind, buf, start, end)
                 except NeedKeys as need:
@@ -711,6 +733,33 @@ class Session:
                     seg = end
                 if kind == 0x64:
                     continue
+            if kind == 0x53:  # Sync
+                if not self._copy_in_syncs_ignored:
+                    expect(_EXPECT_SYNC)
+                continue
+            if kind == 0x45 and crypt is not None:  # Execute
+                if end > start + 5 and not buf[start + 5]:
+                    name = ""  # the unnamed portal: no search, no decode
+                else:
+                    name = _cstr_at(buf, start + 5, end)
+                state = crypt.portals.get(name)
+                if state is None:
+                    state = crypt.portals[name] = PortalState(name)
+                if state.columns is None and not state.injected_describe:
+                    # The result's shape is unknown (the client never described
+                    # it): ask Postgres first, so no protected value slips through.
+                    state.injected_describe = True
+                    expect((INJECTED_DESCRIBE, state))
+                    expect((EXECUTE, state))
+                    if start > seg:
+                        out.append(buf[seg:start])
+                    out.append(codec.describe("P", name) + buf[start:end])
+                    seg = end
+                else:
+                    expect((EXECUTE, state))
+                continue
+            if kind == 0x48 or kind == 0x64:  # Flush, CopyData: no answer to expect
+                continue
             if crypt is not None and kind in _CRYPT_CLIENT:
                 try:
                     replacement = self._crypt_client(crypt, kind, buf, start, end)
@@ -735,27 +784,22 @@ class Session:
             if kind == 0x42:  # Bind
                 portal, statement = _two_cstrs(buf, start + 5, end)
                 self.portals[portal] = statement
-                pending.append((BIND, portal))
+                expect((BIND, portal))
             elif kind == 0x45:  # Execute
-                pending.append((EXECUTE, _cstr_at(buf, start + 5, end)))
-            elif kind == 0x53:  # Sync
-                if not self._copy_in_syncs_ignored:
-                    pending.append(_EXPECT_SYNC)
+                expect((EXECUTE, _cstr_at(buf, start + 5, end)))
             elif kind == 0x44:  # Describe
                 describe = codec.decode_describe(buf[start + 5 : end])
-                pending.append((DESCRIBE_S if describe.kind == "S" else DESCRIBE_P, describe.name))
+                expect((DESCRIBE_S if describe.kind == "S" else DESCRIBE_P, describe.name))
             elif kind == 0x58:  # Terminate
                 if end > seg:
                     out.append(buf[seg:end])
                 self._close("client terminated")
                 return b""
-            elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
-                pass
             else:
                 self._track_client_message(kind, buf, start, end)
-        if last > seg:
-            out.append(buf[seg:last] if (seg or last != len(buf)) else buf)
-        return buf[last:]
+        if pos > seg:
+            out.append(buf if pos == size and not seg else buf[seg:pos])
+        return buf[pos:]
 
     def _copy_client(
         self, copy_in: CopyIn, kind: int, buf: bytes, start: int, end: int
@@ -784,7 +828,9 @@ class Session:
     def _crypt_client(
         self, crypt: SessionCrypto, kind: int, buf: bytes, start: int, end: int
     ) -> bytes | None:
-        """Parse/Bind/Execute/Describe/Query/Close with column encryption on.
+        """Parse/Bind/Describe/Query/Close with column encryption on.
+
+        (Execute is handled inline in ``_client_messages``.)
 
         Returns the message to send instead (None: the original); raises
         ``NeedKeys`` (nothing recorded yet) or ``Refused``.
@@ -802,20 +848,6 @@ class Session:
             self.portals[state.portal] = state.statement
             pending.append((BIND, state.portal))
             return replacement
-        if kind == 0x45:  # Execute
-            name = _cstr_at(buf, start + 5, end)
-            found = crypt.portals.get(name)
-            if found is None:
-                found = crypt.portals[name] = PortalState(name)
-            state = found
-            pending.append((EXECUTE, state))
-            if state.columns is None and not state.injected_describe:
-                # The result's shape is unknown (the client never described
-                # it): ask Postgres first, so no protected value slips through.
-                state.injected_describe = True
-                pending.insert(len(pending) - 1, (INJECTED_DESCRIBE, state))
-                return codec.describe("P", name) + buf[start:end]
-            return None
         if kind == 0x44:  # Describe
             describe = codec.decode_describe(body)
             if describe.kind == "S":
@@ -834,7 +866,7 @@ class Session:
                 self._copy_in, crypt.copy_pending = crypt.copy_pending, None
                 self._copy_failed = False
             self._simple_query_started()
-            if _SQL_REGISTRY.search(body):
+            if _SQL_REGISTRY_HINT.search(body) and _SQL_REGISTRY.search(body):
                 self._track_sql_registry(sql)
             pending.append((QUERY, PortalState()))
             return replacement
@@ -1110,6 +1142,7 @@ class Session:
         last = 0
         limit = self.limits.max_message_size
         unpack = codec.unpack_length
+        done_by = _DONE_BY_HEAD
         size = len(buf)
         pos = 0
         # Framed inline (as _server_messages): runs of protected DataRows are
@@ -1128,6 +1161,19 @@ class Session:
                 if kind == 0x53:
                     self._note_parameter(buf[start + 5 : end])
                 continue
+            if kind in _PLAIN_DONE and pending and not self._discarding:
+                # ParseComplete, BindComplete, CloseComplete, CommandComplete,
+                # EmptyQueryResponse, PortalSuspended: never rewritten, they
+                # only end their expectation (pgseal's own requests excepted).
+                head = pending[0][0]
+                if head < INJECTED_DESCRIBE:
+                    if kind in done_by[head]:
+                        pending.popleft()
+                    if kind == _T_COMMAND_COMPLETE and buf[start + 5 : start + 13] == b"ROLLBACK":
+                        self._rolled_back = True
+                    if pending and pending[0][0] == COPY_END:
+                        pending.popleft()
+                    continue
             replacement: bytes | None = None
             swallow = self._discarding
             if kind == 0x64 and self._copy_out is not None and not swallow:
