@@ -1229,27 +1229,9 @@ class Session:
                             continue
             elif pending:
                 head, payload = pending[0]
-                if head in (INJECTED_DESCRIBE, INJECTED_ABORT):
+                if head >= INJECTED_DESCRIBE:  # pgseal's own request: not relayed
                     swallow = True
-                if kind == _T_ERROR:
-                    if head != INJECTED_ABORT:
-                        self._server_error(head)
-                    self._copy_out = None
-                    if head in (REFUSED, REFUSED_QUERY):
-                        replacement = cast(bytes, payload)
-                    elif self._copy_error is not None:
-                        replacement, self._copy_error = self._copy_error, None
-                    else:
-                        replacement = redact_envelopes(buf[start + 5 : end])
-                elif kind == 0x48 and isinstance(crypt.copy_pending, CopyOut):
-                    # CopyOutResponse of a COPY from a protected table.
-                    self._copy_out, crypt.copy_pending = crypt.copy_pending, None
-                elif kind == 0x47 and self._copy_in is not None:
-                    replacement = _hide_added_copy_columns(
-                        buf[start + 5 : end], self._copy_in.width
-                    )
-                    self._copy_in_started()
-                elif kind == _T_READY:
+                if kind == _T_READY:  # first: one per round trip
                     status = chr(buf[start + 5])
                     self.txn_status = status
                     pending.popleft()
@@ -1278,6 +1260,24 @@ class Session:
                                 pending.append((INJECTED_ABORT, None))
                                 self.txn_status = "E"
                                 replacement = codec.READY_FAILED
+                elif kind == _T_ERROR:
+                    if head != INJECTED_ABORT:
+                        self._server_error(head)
+                    self._copy_out = None
+                    if head in (REFUSED, REFUSED_QUERY):
+                        replacement = cast(bytes, payload)
+                    elif self._copy_error is not None:
+                        replacement, self._copy_error = self._copy_error, None
+                    else:
+                        replacement = redact_envelopes(buf[start + 5 : end])
+                elif kind == 0x48 and isinstance(crypt.copy_pending, CopyOut):
+                    # CopyOutResponse of a COPY from a protected table.
+                    self._copy_out, crypt.copy_pending = crypt.copy_pending, None
+                elif kind == 0x47 and self._copy_in is not None:
+                    replacement = _hide_added_copy_columns(
+                        buf[start + 5 : end], self._copy_in.width
+                    )
+                    self._copy_in_started()
                 elif kind == _T_ROW_DESCRIPTION:
                     body = buf[start + 5 : end]
                     replacement, columns, formats = crypt.row_description(body)
