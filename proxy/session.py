@@ -1232,7 +1232,9 @@ class Session:
                 if head >= INJECTED_DESCRIBE:  # pgseal's own request: not relayed
                     swallow = True
                 if kind == _T_READY:  # first: one per round trip
-                    status = chr(buf[start + 5])
+                    status = _TXN_STATUS.get(buf[start + 5]) if end - start == 6 else None
+                    if status is None:
+                        raise ProtocolViolation("invalid ReadyForQuery message")
                     self.txn_status = status
                     pending.popleft()
                     crypt.copy_pending = None

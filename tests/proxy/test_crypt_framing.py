@@ -81,3 +81,18 @@ async def test_named_portal_execute_is_framed_and_tracked() -> None:
     # Every row was opened: no envelope reaches the client.
     assert read_server[len(codec.BIND_COMPLETE) : len(codec.BIND_COMPLETE) + 40] not in to_client
     assert session.idle
+
+
+async def test_malformed_ready_for_query_is_fatal_on_the_encrypted_path() -> None:
+    # As on the plain path: a ReadyForQuery without its status byte, or with
+    # an unknown one, is a broken server, never a status to guess.
+    bench = _bench()
+    for bad in (_m(b"Z"), _m(b"Z", b"X"), _m(b"Z", b"II")):
+        session = bench.build(0)[0]
+        session.client_data(codec.SYNC)
+        session.to_server.clear()
+        session.server_data(bad)
+        to_client = b"".join(bytes(b) for b in session.to_client)
+        assert b"invalid ReadyForQuery message" in to_client, bad
+        assert b"08P01" in to_client
+        assert session.phase.name == "CLOSED"
