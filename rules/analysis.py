@@ -112,7 +112,7 @@ class LiteralValue:
 
 @dataclass(frozen=True, slots=True)
 class NullValue:
-    pass
+    cast: ValueCast | None = None  # ``NULL::integer``: still typed, as in Postgres
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +142,8 @@ def value_of(node: exp.Expr) -> ValueRef | None:
     """
     cast = value_cast(node)
     ref = _bare_value_of(node)
-    if cast is None or not isinstance(ref, ParamRef | LiteralValue):
-        return ref  # NULL::type and DEFAULT keep their meaning
+    if cast is None or not isinstance(ref, ParamRef | LiteralValue | NullValue):
+        return ref  # DEFAULT keeps its meaning
     return dataclasses.replace(ref, cast=cast)
 
 

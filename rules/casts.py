@@ -196,6 +196,19 @@ def check_assignment(column: ProtectedColumn, cast: ValueCast) -> None:
     )
 
 
+def check_null_assignment(column: ProtectedColumn, cast: ValueCast) -> None:
+    """``NULL::type`` written to ``column``: refused only where Postgres refuses.
+
+    No value is converted, so a cast pgseal could not apply exactly to a value
+    is fine here; a type Postgres cannot assign is 42804 as for any value, and a
+    cast pgseal does not know is refused rather than guessed.
+    """
+    source, target = cast.logical, column.logical_type
+    if source is not None and not cast.array and (source, target) in _NOT_EXACT:
+        return
+    check_assignment(column, cast)
+
+
 def check_comparison(column: ProtectedColumn, cast: ValueCast, array: bool = False) -> None:
     """Refuse a cast value whose blind index would not find what Postgres finds."""
     source, target = cast.logical, column.logical_type

@@ -33,7 +33,13 @@ from rules.analysis import (
     ValueRef,
     looks_like_envelope,
 )
-from rules.casts import CastRefused, check_assignment, check_comparison, convert_value
+from rules.casts import (
+    CastRefused,
+    check_assignment,
+    check_comparison,
+    check_null_assignment,
+    convert_value,
+)
 from rules.model import ProtectedColumn
 from rules.plan_types import (
     BYTEA_OID,
@@ -111,13 +117,15 @@ def check_casts(findings: Findings) -> dict[int, ValueCast]:
     try:
         for vsite in findings.values:
             ref = vsite.value
-            if isinstance(ref, ParamRef | LiteralValue) and ref.cast is not None:
+            if isinstance(ref, NullValue) and ref.cast is not None:
+                check_null_assignment(vsite.column, ref.cast)
+            elif isinstance(ref, ParamRef | LiteralValue) and ref.cast is not None:
                 check_assignment(vsite.column, ref.cast)
             if isinstance(ref, ParamRef):
                 casts.setdefault(ref.index, set()).add(ref.cast)
         for ssite in findings.searches:
             for _, ref in ssite.values:
-                if isinstance(ref, ParamRef | LiteralValue) and ref.cast is not None:
+                if isinstance(ref, ParamRef | LiteralValue | NullValue) and ref.cast is not None:
                     check_comparison(ssite.column, ref.cast, array=ssite.kind == "any")
                 if isinstance(ref, ParamRef) and ssite.kind != "any":
                     casts.setdefault(ref.index, set()).add(ref.cast)

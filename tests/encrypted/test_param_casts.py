@@ -215,3 +215,30 @@ async def test_value_too_long_for_varchar_after_the_cast(
     )
     assert await app.fetchval("SELECT c_varchar FROM typed WHERE business_id = 1") == "abc"
     assert await raw.fetchval("SELECT count(*) FROM typed") == 1
+
+
+async def test_typed_null_follows_postgres(
+    stack: Stack, app: asyncpg.Connection, raw: asyncpg.Connection
+) -> None:
+    """``NULL::text`` is still text: Postgres refuses it for a numeric column."""
+    await raw.execute("CREATE TEMP TABLE ctl_null (credit numeric, note text)")
+    control = await _postgres_sqlstate(raw, "INSERT INTO ctl_null (credit) VALUES (NULL::text)")
+    assert control == "42804"
+    await raw.execute("INSERT INTO ctl_null (note) VALUES (NULL::date)")  # date -> text: fine
+    m = marker()
+    with pytest.raises(asyncpg.PostgresError) as info:
+        await app.execute(
+            f"INSERT INTO customers (business_id, name, credit) VALUES (1, '{m}', NULL::text)"
+        )
+    assert info.value.sqlstate == control
+    assert "public.customers.credit is of type numeric" in str(info.value)
+    # NULLs of a type Postgres assigns are stored as NULL, cast or not
+    row_id = await app.fetchval(
+        "INSERT INTO typed (business_id, c_text, c_numeric) VALUES (1, NULL::date, NULL::integer)"
+        " RETURNING id"
+    )
+    stored = await raw.fetchrow("SELECT c_text, c_numeric FROM typed WHERE id = $1", row_id)
+    assert stored is not None
+    assert tuple(stored.values()) == (None, None)
+    assert await app.fetchval("SELECT 1") == 1
+    await assert_never_reached(stack, m)

@@ -185,3 +185,31 @@ def test_convert_value_reads_binary_as_the_cast_then_converts() -> None:
 
 def _parse(sql: str) -> exp.Expr:
     return sqlglot.parse_one(sql, read="postgres")
+
+
+@pytest.mark.parametrize(
+    ("sql", "sqlstate"),
+    [
+        ("INSERT INTO t (business_id, c_num) VALUES ($1, NULL::text)", "42804"),
+        ("UPDATE t SET c_int = NULL::date WHERE business_id = $1", "42804"),
+        ("INSERT INTO t (business_id, c_int) VALUES ($1, NULL::inet)", "0A000"),
+        ("SELECT * FROM t WHERE c_big = NULL::text", "0A000"),
+    ],
+)
+def test_typed_null_is_checked_like_a_value(sql: str, sqlstate: str) -> None:
+    assert refused(sql).sqlstate == sqlstate
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO t (business_id, c_int) VALUES ($1, NULL::bigint)",  # assignment cast
+        "INSERT INTO t (business_id, c_text) VALUES ($1, NULL::date)",  # no value to convert
+        "UPDATE t SET c_tstz = NULL::timestamp WHERE business_id = $1",
+        "SELECT * FROM t WHERE c_big = NULL::integer",
+    ],
+)
+def test_typed_null_postgres_accepts_stays_null(sql: str) -> None:
+    result = rewrite(sql)
+    assert "NULL" in result.fragments[0]
+    assert "::" not in result.fragments[0]
