@@ -1536,8 +1536,10 @@ def _envelope_of(column: ProtectedColumn, raw: bytes, fmt: int) -> bytes | None:
             return None
     if fmt == 0:
         if raw[:2] != b"\\x":
-            data = codec_for("bytea").to_canonical(raw, 0)  # escape format -> hex
-            raw = data
+            try:  # escape format (bytea_output = escape) -> hex
+                raw = codec_for("bytea").to_canonical(raw, 0)
+            except ValueFormatError:
+                return None  # no bytea text Postgres sends: not an envelope
         try:
             raw = bytes.fromhex(raw[2:].decode("ascii"))
         except (ValueError, UnicodeDecodeError):

@@ -217,3 +217,17 @@ async def test_a_run_of_rows_stops_before_the_one_that_needs_the_per_field_path(
     # An incomplete or oversized row is left to the session's framing too.
     assert session.data_rows(buf[: len(rows[0]) - 1], 0, 1 << 20, state) == ([], 0)
     assert session.data_rows(buf, 0, 8, state) == ([], 0)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"caf\xc3\xa9",  # raw non-ASCII: escape output would have written \303\251
+        b"\\q",  # a backslash escape bytea's text format does not have
+        b"\\x0g",  # not hex
+    ],
+)
+def test_bytea_text_postgres_never_sends_is_no_envelope(raw: bytes) -> None:
+    from proxy.encryption import _envelope_of
+
+    assert _envelope_of(NAME, raw, 0) is None
