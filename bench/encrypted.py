@@ -1,6 +1,6 @@
 """Encrypted columns: pgseal on protected columns against Postgres on plaintext ones.
 
-    bench/encrypted [--duration 5] [--rounds 3] [--clients 4] [--floor]
+    bench/encrypted [--duration 5] [--rounds 3] [--clients 4] [--floor] [--pgbouncer]
 
 One embedded PostgreSQL (or ``--dsn``) holds two pairs of tables of the same
 shape (``id, business_id, bucket, f1 .. f6``): ``enc_*`` with the six fields
@@ -16,6 +16,12 @@ them as plain ``text``. pgseal runs as ``pgseal serve`` in front of it.
 * ``--floor``: also the same workloads through pgseal on the ``plain_*`` tables
   (pass-through, nothing sealed or opened): the relay's own cost, which no work
   on the encrypted paths can go below.
+* ``--pgbouncer``: also the same workloads through PgBouncer (session pooling,
+  bench/passthrough's setup) on the ``plain_*`` tables: what a proxy hop written
+  in C costs on this machine, with nothing encrypted at all.
+
+Every proxy's CPU time per query (from /proc) is printed beside its rate: unlike
+the rate it hardly depends on what else the machine is doing.
 
 Reads repeat 40 buckets of 50 rows, so after the first round pgseal serves them
 from ``OpenedRows`` (rows read again); ``open per field`` below gives the cost
@@ -53,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+from passthrough import Target, cpu_seconds, start_pgbouncer  # noqa: E402  (bench/)
 
 from proxy.embedded import EmbeddedPostgres, free_port  # noqa: E402
 from tests.pgseal_process import REPO_ROOT, start_pgseal  # noqa: E402
@@ -245,6 +252,11 @@ def main() -> int:
         "--only", choices=("read", "write"), help="run one workload (for profiling)"
     )
     parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="also run PgBouncer on the plaintext tables (a proxy hop in C, nothing encrypted)",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="also run pgseal on the plaintext tables (the proxy's pass-through floor)",
@@ -254,6 +266,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="pgseal-bench-enc-"))
     cluster = None
     proxy = None
+    bouncer: subprocess.Popen[bytes] | None = None
     try:
         if args.dsn:
             direct = args.dsn
@@ -295,18 +308,33 @@ def main() -> int:
         workloads = {"read": read_workload, "write": write_workload}
         if args.only:
             workloads = {args.only: workloads[args.only]}
-        targets = [("pgseal", sealed, "enc"), ("direct", direct, "plain")]
+        assert proxy.process is not None
+        seal_pids = (proxy.process.pid,)
+        targets = [("pgseal", sealed, "enc", seal_pids), ("direct", direct, "plain", ())]
         if args.floor:
             # pgseal relaying the plaintext tables: what any statement costs
             # through this proxy before a single field is sealed or opened.
-            targets.append(("relay", sealed, "plain"))
+            targets.append(("relay", sealed, "plain", seal_pids))
+        if args.pgbouncer:
+            bouncer, bouncer_port = start_pgbouncer(base / "pgbouncer", host, port, user)
+            bounced = f"postgresql://{user}@127.0.0.1:{bouncer_port}/{database}"
+            targets.append(("pgbouncer", bounced, "plain", (bouncer.pid,)))
+        cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
             order = targets if round_ % 2 == 0 else targets[::-1]
             for workload, run in workloads.items():
-                for name, dsn, prefix in order:
+                for name, dsn, prefix, pids in order:
+                    target = Target(name, "", 0, pids)
+                    before = time.perf_counter(), cpu_seconds(target)
                     qps = asyncio.run(run(dsn, f"{prefix}_{workload}", args.clients, args.duration))
+                    elapsed = time.perf_counter() - before[0]
                     runs.setdefault((workload, name), []).append(qps)
-                    print(f"round {round_ + 1} {workload:5} {name:6} {qps:9.0f} q/s", flush=True)
+                    line = f"round {round_ + 1} {workload:5} {name:9} {qps:9.0f} q/s"
+                    if pids:  # the proxy's CPU per query (connects included)
+                        per_query = (cpu_seconds(target) - before[1]) / (qps * elapsed) * 1e6
+                        cpu.setdefault((workload, name), []).append(per_query)
+                        line += f"   {per_query:6.1f} us CPU/query"
+                    print(line, flush=True)
         asyncio.run(check_stored(direct))
         metrics = scrape(metrics_port)
 
@@ -333,6 +361,17 @@ def main() -> int:
                 relay = medians[(workload, "relay")]
                 print(f"      pgseal relaying plaintext tables {relay:8.0f} q/s   "
                       f"ratio {relay / plain:.2f}x (the floor through pgseal)")  # fmt: skip
+            if (workload, "pgbouncer") in medians:
+                bounced_qps = medians[(workload, "pgbouncer")]
+                print(f"      PgBouncer on plaintext tables    {bounced_qps:8.0f} q/s   "
+                      f"ratio {bounced_qps / plain:.2f}x (a proxy hop in C, nothing encrypted); "
+                      f"pgseal/PgBouncer {seal / bounced_qps:.2f}x")  # fmt: skip
+            costs = ", ".join(
+                f"{name} {statistics.median(cpu[(workload, name)]):.1f} us"
+                for name in ("pgseal", "relay", "pgbouncer")
+                if (workload, name) in cpu
+            )
+            print(f"      proxy CPU per query: {costs}")
         field_ns, again_ns, decrypt_ns = asyncio.run(open_cost_in_process())
         print(f"open per field: {field_ns:.0f} ns in pgseal's DataRow path (in-process, "
               f"AES-GCM decrypt alone {decrypt_ns:.0f} ns); {again_ns:.0f} ns for a row "
@@ -355,6 +394,9 @@ def main() -> int:
     finally:
         if proxy is not None:
             proxy.stop()
+        if bouncer is not None:
+            bouncer.terminate()
+            bouncer.wait(10)
         if cluster is not None:
             cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Pass-through throughput: pgbench against Postgres, PgBouncer and pgseal in one run.
 
     bench/passthrough [--duration 10] [--rounds 3] [--clients 8] [--threads 2] [--with-relay]
+                      [--workers 2]
 
 Starts an embedded PostgreSQL (or uses ``--dsn``), PgBouncer in session pooling
 (Debian package ``pgbouncer``, installed with apt-get when missing) and pgseal
@@ -12,7 +13,10 @@ proxy spent per transaction (from /proc: unlike TPS it hardly depends on what
 else the machine runs); then the RSS that 500 idle client connections cost
 pgseal, in total and per connection. ``--with-relay`` adds a bare uvloop byte
 relay (bench/passthrough_relay.py) as a fourth target: the floor for any
-Python proxy, so what pgseal's own work costs can be read off.
+Python proxy, so what pgseal's own work costs can be read off. ``--workers N``
+adds ``pgseal serve --workers N`` and, to compare like with like, N PgBouncer
+processes sharing one port (``so_reuseport``, as PgBouncer's docs suggest for
+using more than one core); their CPU is the sum over the processes.
 """
 
 from __future__ import annotations
@@ -43,15 +47,22 @@ class Target:
     name: str
     host: str
     port: int
-    pid: int | None = None  # the proxy's process, to count the CPU it spends
+    pids: tuple[int, ...] = ()  # the proxy's processes, to count the CPU they spend
+    children: bool = False  # the work is done by their child processes too
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process so far (0 when there is no process)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(target: Target) -> float:
+    """User + system CPU time of a target's processes so far (0 for direct)."""
+    pids = list(target.pids)
+    if target.children:
+        for parent in target.pids:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text()
+            pids += [int(pid) for pid in children.split()]
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def ensure_pgbouncer() -> str:
@@ -70,10 +81,10 @@ def ensure_pgbouncer() -> str:
 
 
 def start_pgbouncer(
-    workdir: Path, host: str, port: int, user: str
+    workdir: Path, host: str, port: int, user: str, listen: int = 0, reuseport: bool = False
 ) -> tuple[subprocess.Popen[bytes], int]:
     binary = ensure_pgbouncer()
-    listen = free_port()
+    listen = listen or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "userlist.txt").write_text(f'"{user}" ""\n')
     ini = workdir / "pgbouncer.ini"
@@ -86,7 +97,7 @@ def start_pgbouncer(
         f"auth_file = {workdir / 'userlist.txt'}\n"
         "pool_mode = session\nmax_client_conn = 1000\ndefault_pool_size = 100\n"
         f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
-        f"unix_socket_dir = {workdir}\n"
+        f"unix_socket_dir = {workdir}\n" + ("so_reuseport = 1\n" if reuseport else "")
     )
     args = [binary, str(ini)]
     if os.geteuid() == 0:
@@ -176,6 +187,12 @@ def main() -> int:
         "--dsn", help="an existing server (superuser DSN) instead of an embedded one"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also measure pgseal --workers N against N PgBouncer processes (so_reuseport)",
+    )
+    parser.add_argument(
         "--with-relay",
         action="store_true",
         help="also measure a bare uvloop byte relay (bench/passthrough_relay.py): the floor",
@@ -196,6 +213,8 @@ def main() -> int:
     bouncer = None
     proxy = None
     relay: subprocess.Popen[bytes] | None = None
+    bouncers: list[subprocess.Popen[bytes]] = []
+    workers: PgsealProcess | None = None
     try:
         direct = Target("direct", host, port)
         print(f"pgbench -i -s {args.scale} ...", flush=True)
@@ -211,8 +230,8 @@ def main() -> int:
         assert proxy.process is not None
         targets = [
             direct,
-            Target("pgbouncer", "127.0.0.1", bouncer_port, bouncer.pid),
-            Target("pgseal", "127.0.0.1", proxy.port, proxy.process.pid),
+            Target("pgbouncer", "127.0.0.1", bouncer_port, (bouncer.pid,)),
+            Target("pgseal", "127.0.0.1", proxy.port, (proxy.process.pid,)),
         ]
         if args.with_relay:
             relay_port = free_port()
@@ -221,7 +240,27 @@ def main() -> int:
                  str(relay_port), host, str(port)]
             )  # fmt: skip
             wait_listening(relay_port)
-            targets.append(Target("relay", "127.0.0.1", relay_port, relay.pid))
+            targets.append(Target("relay", "127.0.0.1", relay_port, (relay.pid,)))
+        if args.workers > 1:
+            n = args.workers
+            workers = start_pgseal(
+                base / "pgseal-workers",
+                f"postgresql://{host}:{port}/{database}",
+                "",
+                args=("--workers", str(n)),
+            )
+            assert workers.process is not None
+            targets.append(
+                Target(f"pgseal*{n}", "127.0.0.1", workers.port, (workers.process.pid,), True)
+            )
+            shared_port = free_port()
+            for i in range(n):
+                process, _ = start_pgbouncer(
+                    base / f"pgbouncer-{i}", host, port, user, shared_port, reuseport=True
+                )
+                bouncers.append(process)
+            pids = tuple(process.pid for process in bouncers)
+            targets.append(Target(f"pgbouncer*{n}", "127.0.0.1", shared_port, pids))
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
@@ -229,7 +268,7 @@ def main() -> int:
             order = targets[shift:] + targets[:shift]
             for mode in ("prepared", "simple"):
                 for target in order:
-                    cpu_before = cpu_seconds(target.pid)
+                    cpu_before = cpu_seconds(target)
                     tps, lat = pgbench(
                         target,
                         user,
@@ -237,11 +276,11 @@ def main() -> int:
                         ["-S", "-M", mode, "-c", str(args.clients), "-j", str(args.threads),
                          "-T", str(args.duration), "-n"],
                     )  # fmt: skip
-                    used = cpu_seconds(target.pid) - cpu_before
+                    used = cpu_seconds(target) - cpu_before
                     results.setdefault((mode, target.name), []).append((tps, lat))
                     line = f"round {round_ + 1} {mode:8} {target.name:9} {tps:10.0f} tps"
                     line += f" {lat:7.3f} ms"
-                    if target.pid is not None:
+                    if target.pids:
                         # CPU per transaction barely depends on the machine's
                         # load, unlike TPS: the fairer comparison of proxies.
                         per_txn = used / (tps * args.duration) * 1e6
@@ -269,6 +308,16 @@ def main() -> int:
             bouncer_cpu = statistics.median(cpu[(mode, "pgbouncer")])
             print(f"{mode:9} proxy CPU per transaction: pgseal {seal_cpu:.1f} us, "
                   f"pgbouncer {bouncer_cpu:.1f} us ({seal_cpu / bouncer_cpu:.2f}x)")  # fmt: skip
+            if args.workers > 1:
+                n = args.workers
+                many, bouncers_tps = medians[f"pgseal*{n}"][0], medians[f"pgbouncer*{n}"][0]
+                many_cpu = statistics.median(cpu[(mode, f"pgseal*{n}")])
+                bouncers_cpu = statistics.median(cpu[(mode, f"pgbouncer*{n}")])
+                print(f"{mode:9} {n} processes: pgseal*{n}/pgbouncer = "
+                      f"{many / medians['pgbouncer'][0]:.2f}x, pgseal*{n}/pgbouncer*{n} = "
+                      f"{many / bouncers_tps:.2f}x, pgseal*{n}/pgseal = {many / seal:.2f}x; "
+                      f"CPU/txn pgseal*{n} {many_cpu:.1f} us, "
+                      f"pgbouncer*{n} {bouncers_cpu:.1f} us")  # fmt: skip
             if args.with_relay:
                 relay_tps = medians["relay"][0]
                 relay_cpu = statistics.median(cpu[(mode, "relay")])
@@ -283,6 +332,11 @@ def main() -> int:
                   f"({(after - before) / args.idle:.0f} KB per connection)")  # fmt: skip
         return 0
     finally:
+        for process in bouncers:
+            process.terminate()
+            process.wait(10)
+        if workers is not None:
+            workers.stop()
         if relay is not None:
             relay.terminate()
             relay.wait(10)
