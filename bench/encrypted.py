@@ -1,6 +1,7 @@
 """Encrypted columns: pgseal on protected columns against Postgres on plaintext ones.
 
     bench/encrypted [--duration 5] [--rounds 3] [--clients 4] [--floor] [--pgbouncer]
+                    [--unix-upstream]
 
 One embedded PostgreSQL (or ``--dsn``) holds two pairs of tables of the same
 shape (``id, business_id, bucket, f1 .. f6``): ``enc_*`` with the six fields
@@ -19,6 +20,10 @@ them as plain ``text``. pgseal runs as ``pgseal serve`` in front of it.
 * ``--pgbouncer``: also the same workloads through PgBouncer (session pooling,
   bench/passthrough's setup) on the ``plain_*`` tables: what a proxy hop written
   in C costs on this machine, with nothing encrypted at all.
+
+``--unix-upstream`` has pgseal and PgBouncer reach Postgres through its unix
+socket (as when the proxy runs on the database host); the clients still connect
+over TCP, and so does the direct run.
 
 Every proxy's CPU time per query (from /proc) is printed beside its rate: unlike
 the rate it hardly depends on what else the machine is doing.
@@ -257,6 +262,11 @@ def main() -> int:
         help="also run PgBouncer on the plaintext tables (a proxy hop in C, nothing encrypted)",
     )
     parser.add_argument(
+        "--unix-upstream",
+        action="store_true",
+        help="proxies reach Postgres through its unix socket (embedded Postgres only)",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="also run pgseal on the plaintext tables (the proxy's pass-through floor)",
@@ -293,9 +303,15 @@ def main() -> int:
             capture_output=True,
         )
         metrics_port = free_port()
+        up_host, upstream = host, f"postgresql://{host}:{port}/{database}"
+        if args.unix_upstream:
+            if cluster is None:
+                sys.exit("--unix-upstream needs the embedded Postgres (no --dsn)")
+            up_host = str(cluster.socket_dir)
+            upstream = f"postgresql:///{database}?host={up_host}&port={port}"
         proxy = start_pgseal(
             base / "pgseal",
-            f"postgresql://{host}:{port}/{database}",
+            upstream,
             f"service_dsn: {direct}\nmaster_key: env:PGSEAL_BENCH_MK\n"
             f"metrics_listen: 127.0.0.1:{metrics_port}\n{RULES}",
             {"PGSEAL_BENCH_MK": base64.b64encode(os.urandom(32)).decode()},
@@ -316,7 +332,7 @@ def main() -> int:
             # through this proxy before a single field is sealed or opened.
             targets.append(("relay", sealed, "plain", seal_pids))
         if args.pgbouncer:
-            bouncer, bouncer_port = start_pgbouncer(base / "pgbouncer", host, port, user)
+            bouncer, bouncer_port = start_pgbouncer(base / "pgbouncer", up_host, port, user)
             bounced = f"postgresql://{user}@127.0.0.1:{bouncer_port}/{database}"
             targets.append(("pgbouncer", bounced, "plain", (bouncer.pid,)))
         cpu: dict[tuple[str, str], list[float]] = {}

@@ -1,7 +1,7 @@
 """Pass-through throughput: pgbench against Postgres, PgBouncer and pgseal in one run.
 
     bench/passthrough [--duration 10] [--rounds 3] [--clients 8] [--threads 2] [--with-relay]
-                      [--workers 2]
+                      [--workers 2] [--unix-upstream]
 
 Starts an embedded PostgreSQL (or uses ``--dsn``), PgBouncer in session pooling
 (Debian package ``pgbouncer``, installed with apt-get when missing) and pgseal
@@ -17,6 +17,9 @@ Python proxy, so what pgseal's own work costs can be read off. ``--workers N``
 adds ``pgseal serve --workers N`` and, to compare like with like, N PgBouncer
 processes sharing one port (``so_reuseport``, as PgBouncer's docs suggest for
 using more than one core); their CPU is the sum over the processes.
+``--unix-upstream`` has every proxy reach Postgres through its unix socket (as
+when the proxy runs on the database host) while pgbench still connects over
+TCP; direct Postgres stays TCP.
 """
 
 from __future__ import annotations
@@ -193,6 +196,11 @@ def main() -> int:
         help="also measure pgseal --workers N against N PgBouncer processes (so_reuseport)",
     )
     parser.add_argument(
+        "--unix-upstream",
+        action="store_true",
+        help="proxies reach Postgres through its unix socket (embedded Postgres only)",
+    )
+    parser.add_argument(
         "--with-relay",
         action="store_true",
         help="also measure a bare uvloop byte relay (bench/passthrough_relay.py): the floor",
@@ -225,8 +233,14 @@ def main() -> int:
             check=True,
             capture_output=True,
         )
-        bouncer, bouncer_port = start_pgbouncer(base / "pgbouncer", host, port, user)
-        proxy = start_pgseal(base / "pgseal", f"postgresql://{host}:{port}/{database}", "")
+        up_host, upstream = host, f"postgresql://{host}:{port}/{database}"
+        if args.unix_upstream:
+            if cluster is None:
+                sys.exit("--unix-upstream needs the embedded Postgres (no --dsn)")
+            up_host = str(cluster.socket_dir)
+            upstream = f"postgresql:///{database}?host={up_host}&port={port}"
+        bouncer, bouncer_port = start_pgbouncer(base / "pgbouncer", up_host, port, user)
+        proxy = start_pgseal(base / "pgseal", upstream, "")
         assert proxy.process is not None
         targets = [
             direct,
@@ -237,7 +251,7 @@ def main() -> int:
             relay_port = free_port()
             relay = subprocess.Popen(
                 [sys.executable, str(ROOT / "bench" / "passthrough_relay.py"),
-                 str(relay_port), host, str(port)]
+                 str(relay_port), up_host, str(port)]
             )  # fmt: skip
             wait_listening(relay_port)
             targets.append(Target("relay", "127.0.0.1", relay_port, (relay.pid,)))
@@ -245,7 +259,7 @@ def main() -> int:
             n = args.workers
             workers = start_pgseal(
                 base / "pgseal-workers",
-                f"postgresql://{host}:{port}/{database}",
+                upstream,
                 "",
                 args=("--workers", str(n)),
             )
@@ -256,7 +270,7 @@ def main() -> int:
             shared_port = free_port()
             for i in range(n):
                 process, _ = start_pgbouncer(
-                    base / f"pgbouncer-{i}", host, port, user, shared_port, reuseport=True
+                    base / f"pgbouncer-{i}", up_host, port, user, shared_port, reuseport=True
                 )
                 bouncers.append(process)
             pids = tuple(process.pid for process in bouncers)

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/passthrough_relay.py LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT
 
+(UPSTREAM_HOST may be a unix-socket directory, as libpq's ``host=``.)
+
 ``bench/passthrough --with-relay`` runs it as a fourth target, so pgseal's
 cost can be split into what any asyncio proxy pays (event loop, syscalls)
 and what pgseal's framing and bookkeeping add on top.
@@ -47,7 +49,11 @@ async def main(listen: int, host: str, port: int) -> None:
         client = _Side()
 
         async def connect() -> None:
-            _transport, upstream = await loop.create_connection(_Side, host, port)
+            if host.startswith("/"):  # a unix-socket directory, as libpq's host=
+                path = f"{host}/.s.PGSQL.{port}"
+                _transport, upstream = await loop.create_unix_connection(_Side, path)
+            else:
+                _transport, upstream = await loop.create_connection(_Side, host, port)
             upstream.peer, client.peer = client, upstream
             assert upstream.transport is not None
             for chunk in client.early:
