@@ -226,6 +226,8 @@ _ABORT_SQL = codec.message(
 _T_DATA_ROW = ord("D")
 _T_ERROR = ord("E")
 _T_READY = ord("Z")
+_READY_TAIL = {codec.message(b"Z", status.encode()): status for status in "ITE"}
+_LANE_SPECIAL = b"ZEGS"  # the server messages the one-round-trip lane looks at
 _ASYNC = frozenset(b"NAS")  # notice, notification, parameter status: any time
 
 _CRYPT_CLIENT = frozenset(b"PBEDQC")  # Parse Bind Execute Describe Query Close
@@ -309,6 +311,10 @@ class Session:
         self._shave = 0
         self._swant = 0
         self._pending: deque[tuple[int, object]] = deque()
+        # len(_pending) while it holds exactly one round trip's expectations,
+        # all made by the pass-through client path (0: not known). See
+        # ``server_data``'s one-round-trip lane.
+        self._lane = 0
         self._skipping = False
         self._copy_in_syncs_ignored = False
         self._pre_ready: list[bytes] = []
@@ -596,6 +602,8 @@ class Session:
         """
         pending = self._pending
         expect = pending.append
+        was_empty = not pending
+        round_trips = 0
         limit = self.limits.max_message_size
         unpack = codec.unpack_length
         size = len(buf)
@@ -618,6 +626,7 @@ class Session:
             elif kind == 0x53:  # Sync
                 if not self._copy_in_syncs_ignored:
                     expect(_EXPECT_SYNC)
+                    round_trips += 1
             elif kind == 0x44:  # Describe
                 if end - pos < 7 or buf[pos + 5] not in b"SP":
                     raise ProtocolViolation("invalid Describe message")
@@ -630,6 +639,7 @@ class Session:
                 ):
                     self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
                 expect(_EXPECT_QUERY)
+                round_trips += 1
             elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
                 pass
             elif kind == 0x58:  # Terminate
@@ -638,9 +648,15 @@ class Session:
                 return b""
             else:
                 self._track_client_message(kind, buf, pos, end)
+                if kind == 0x46:  # FunctionCall: a round trip of its own
+                    round_trips += 1
             pos = end
         if pos:
             self.to_server.append(buf if pos == size else buf[:pos])
+            if was_empty and round_trips == 1:
+                tail = pending[-1]
+                if tail is _EXPECT_SYNC or tail is _EXPECT_QUERY:
+                    self._lane = len(pending)  # see _one_round_trip
         return buf[pos:]
 
     def _track_client_message(self, kind: int, buf: bytes, start: int, end: int) -> None:
@@ -954,6 +970,9 @@ class Session:
         if self.phase is _READY and self.crypt is None and not self._swant:
             # The hot path: pure pass-through, nothing being collected.
             buf = self._sbuf + data if self._sbuf else data
+            lane = self._lane
+            if lane and len(self._pending) == lane and self._one_round_trip(buf):
+                return
             try:
                 rest = self._server_messages(buf)
             except ProtocolViolation as exc:
@@ -1002,6 +1021,55 @@ class Session:
             if want:
                 self._sparts, self._shave, self._swant = [self._sbuf], len(self._sbuf), want
                 self._sbuf = b""
+
+    def _one_round_trip(self, buf: bytes) -> bool:
+        """The whole answer to the one round trip in flight, if ``buf`` is exactly that.
+
+        ``_lane`` says that ``_pending`` holds one round trip's expectations
+        (up to and including its one Sync or Query) and nothing of pgseal's
+        own. A conforming server answers each of them, or an error skips the
+        rest to the Sync, and then sends ReadyForQuery: once that arrives the
+        exact queue (``_server_messages``) is empty, whatever came between. So
+        when ``buf`` ends with ReadyForQuery and has no other one (and no
+        CopyInResponse, which changes what the client's Syncs mean), the
+        messages before it are framed and checked but not matched one by one.
+        Anything else returns False before any state changed, and
+        ``_server_messages`` does it the exact way (and raises its errors).
+        """
+        status = _READY_TAIL.get(buf[-6:])
+        if status is None:
+            return False
+        limit = self.limits.max_message_size
+        unpack = codec.unpack_length
+        last = len(buf) - 6  # where the ReadyForQuery starts
+        error = False
+        pos = 0
+        while pos < last:
+            (length,) = unpack(buf, pos + 1)
+            end = pos + 1 + length
+            if length < 4 or length > limit or end > last:
+                return False
+            kind = buf[pos]
+            if kind in _LANE_SPECIAL:  # ReadyForQuery, ErrorResponse, CopyIn, ParameterStatus
+                if kind == 0x53:
+                    self._note_parameter(buf[pos + 5 : end])
+                elif kind == 0x45:
+                    error = True
+                else:
+                    return False
+            pos = end
+        if pos != last:
+            return False
+        self.txn_status = status
+        if status == "I" and self.portals:
+            self.portals.clear()
+        if error:
+            self._copy_in_syncs_ignored = False  # as _server_error
+        self._pending.clear()
+        self._lane = 0
+        self._sbuf = b""
+        self.to_client.append(buf)
+        return True
 
     def _server_auth(self, buf: bytes) -> bytes:
         last = 0
@@ -1077,6 +1145,7 @@ class Session:
         A COPY_END marker can only come to the head of the queue when an entry
         is taken off, so it is looked for only then.
         """
+        self._lane = 0  # entries are matched one by one from here on
         pending = self._pending
         popleft = pending.popleft
         limit = self.limits.max_message_size
