@@ -43,6 +43,7 @@ import enum
 import logging
 import re
 import secrets
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -228,6 +229,8 @@ _T_ERROR = ord("E")
 _T_READY = ord("Z")
 _READY_TAIL = {codec.message(b"Z", status.encode()): status for status in "ITE"}
 _LANE_SPECIAL = b"ZEGS"  # the server messages the one-round-trip lane looks at
+# A typed message's type byte and length at once, for the hot framing loops.
+_unpack_type_length = struct.Struct("!BI").unpack_from
 _ASYNC = frozenset(b"NAS")  # notice, notification, parameter status: any time
 
 _CRYPT_CLIENT = frozenset(b"PBEDQC")  # Parse Bind Execute Describe Query Close
@@ -656,7 +659,7 @@ class Session:
             if was_empty and round_trips == 1:
                 tail = pending[-1]
                 if tail is _EXPECT_SYNC or tail is _EXPECT_QUERY:
-                    self._lane = len(pending)  # see _one_round_trip
+                    self._lane = len(pending)  # see server_data
         return buf[pos:]
 
     def _track_client_message(self, kind: int, buf: bytes, start: int, end: int) -> None:
@@ -970,9 +973,50 @@ class Session:
         if self.phase is _READY and self.crypt is None and not self._swant:
             # The hot path: pure pass-through, nothing being collected.
             buf = self._sbuf + data if self._sbuf else data
+            pending = self._pending
             lane = self._lane
-            if lane and len(self._pending) == lane and self._one_round_trip(buf):
-                return
+            if lane and len(pending) == lane and (status := _READY_TAIL.get(buf[-6:])):
+                # The one-round-trip lane. ``_lane`` says that ``_pending``
+                # holds one round trip's expectations (up to its one Sync or
+                # Query) and nothing of pgseal's own. A conforming server
+                # answers each of them, or an error skips the rest to the Sync,
+                # and then sends ReadyForQuery: once that has come the exact
+                # queue is empty, whatever came between. So a read that ends
+                # with ReadyForQuery, has no other one and no CopyInResponse
+                # (which changes what the client's Syncs mean) is framed and
+                # checked here, not matched message by message. Anything else
+                # falls through before any state changed, and
+                # ``_server_messages`` does it the exact way (and raises).
+                last = len(buf) - 6  # where the ReadyForQuery starts
+                if last <= self.limits.max_message_size:  # no whole message can be too long
+                    unpack = _unpack_type_length
+                    error = False
+                    pos = 0
+                    while pos < last:
+                        kind, length = unpack(buf, pos)
+                        if length < 4:
+                            break
+                        if (
+                            kind in _LANE_SPECIAL
+                        ):  # ReadyForQuery ErrorResponse CopyIn ParameterStatus
+                            if kind == 0x45:
+                                error = True
+                            elif kind != 0x53 or pos + 1 + length > last:
+                                break
+                            else:
+                                self._note_parameter(buf[pos + 5 : pos + 1 + length])
+                        pos += 1 + length
+                    if pos == last:
+                        self.txn_status = status
+                        if status == "I" and self.portals:
+                            self.portals.clear()
+                        if error:
+                            self._copy_in_syncs_ignored = False  # as _server_error
+                        pending.clear()
+                        self._lane = 0
+                        self._sbuf = b""
+                        self.to_client.append(buf)
+                        return
             try:
                 rest = self._server_messages(buf)
             except ProtocolViolation as exc:
@@ -1021,55 +1065,6 @@ class Session:
             if want:
                 self._sparts, self._shave, self._swant = [self._sbuf], len(self._sbuf), want
                 self._sbuf = b""
-
-    def _one_round_trip(self, buf: bytes) -> bool:
-        """The whole answer to the one round trip in flight, if ``buf`` is exactly that.
-
-        ``_lane`` says that ``_pending`` holds one round trip's expectations
-        (up to and including its one Sync or Query) and nothing of pgseal's
-        own. A conforming server answers each of them, or an error skips the
-        rest to the Sync, and then sends ReadyForQuery: once that arrives the
-        exact queue (``_server_messages``) is empty, whatever came between. So
-        when ``buf`` ends with ReadyForQuery and has no other one (and no
-        CopyInResponse, which changes what the client's Syncs mean), the
-        messages before it are framed and checked but not matched one by one.
-        Anything else returns False before any state changed, and
-        ``_server_messages`` does it the exact way (and raises its errors).
-        """
-        status = _READY_TAIL.get(buf[-6:])
-        if status is None:
-            return False
-        limit = self.limits.max_message_size
-        unpack = codec.unpack_length
-        last = len(buf) - 6  # where the ReadyForQuery starts
-        error = False
-        pos = 0
-        while pos < last:
-            (length,) = unpack(buf, pos + 1)
-            end = pos + 1 + length
-            if length < 4 or length > limit or end > last:
-                return False
-            kind = buf[pos]
-            if kind in _LANE_SPECIAL:  # ReadyForQuery, ErrorResponse, CopyIn, ParameterStatus
-                if kind == 0x53:
-                    self._note_parameter(buf[pos + 5 : end])
-                elif kind == 0x45:
-                    error = True
-                else:
-                    return False
-            pos = end
-        if pos != last:
-            return False
-        self.txn_status = status
-        if status == "I" and self.portals:
-            self.portals.clear()
-        if error:
-            self._copy_in_syncs_ignored = False  # as _server_error
-        self._pending.clear()
-        self._lane = 0
-        self._sbuf = b""
-        self.to_client.append(buf)
-        return True
 
     def _server_auth(self, buf: bytes) -> bytes:
         last = 0

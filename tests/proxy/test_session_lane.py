@@ -1,7 +1,7 @@
 """The pass-through one-round-trip lane against the exact queue, on mixed traffic.
 
 ``Session.server_data`` takes a shortcut when one round trip is in flight and
-the server's read is its whole answer (see ``Session._one_round_trip``). These
+the server's read is its whole answer (see ``Session.server_data``). These
 tests replay the same random conversations through two sessions, one with the
 lane and one forced onto the exact per-message queue, and require the same
 bytes each way, the same registry, transaction status and queue length after
@@ -19,7 +19,7 @@ import random
 import pytest
 
 from proxy import codec
-from proxy.session import Action, Session
+from proxy.session import Action, Session, SessionLimits
 from tests.proxy import wire
 from tests.proxy.playbook import Playbook
 from tests.proxy.test_session import REFUSAL, connect
@@ -214,16 +214,16 @@ def _replay(seed: int) -> int:
     """Play one conversation through both sessions; returns how often the lane was taken."""
     rng = random.Random(seed)
     exact, lane = _ready_session(), _ready_session()
-    taken = 0
-    one_round_trip = lane._one_round_trip
+    exact_reads = 0
+    server_messages = lane._server_messages
 
-    def counting(buf: bytes) -> bool:
-        nonlocal taken
-        took = one_round_trip(buf)
-        taken += took
-        return took
+    def counting(buf: bytes) -> bytes:
+        nonlocal exact_reads
+        exact_reads += 1
+        return server_messages(buf)
 
-    lane._one_round_trip = counting  # type: ignore[method-assign]
+    lane._server_messages = counting  # type: ignore[method-assign]
+    server_reads = 0
     server = ServerModel(random.Random(seed + 1))
     backlog = b""
     events = _conversation(rng)
@@ -252,13 +252,14 @@ def _replay(seed: int) -> int:
                 else:
                     assert isinstance(value, bytes)
                     session.server_data(value)
+            server_reads += kind == "server"
             where = f"seed {seed}, step {step}: {kind}"
             sent_exact, sent_lane = _drain(exact), _drain(lane)
             assert sent_lane == sent_exact, where
             assert _state(lane) == _state(exact), where
             server.feed(sent_exact[0])
     assert exact.phase is lane.phase
-    return taken
+    return server_reads - exact_reads  # the reads the lane took
 
 
 @pytest.mark.parametrize("seed", range(0, 400, 8))
@@ -297,14 +298,39 @@ def test_the_lane_still_rejects_an_invalid_ready_for_query() -> None:
     assert b"invalid ReadyForQuery" in fatal
 
 
-def test_the_lane_still_rejects_a_bad_length_before_the_ready_for_query() -> None:
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"C\x00\x00\x00\x02",
+        # A length of 0, then bytes that frame exactly up to the ReadyForQuery
+        # if the bad length were only skipped over.
+        b"N\x00\x00\x00\x00\x08abcd",
+    ],
+    ids=["short", "realigning"],
+)
+def test_the_lane_still_rejects_a_bad_length_before_the_ready_for_query(head: bytes) -> None:
     session = _ready_session()
     session.client_data(wire.query("SELECT 1"))
     _drain(session)
-    session.server_data(b"C\x00\x00\x00\x02" + wire.ready())
+    session.server_data(head + wire.ready())
     fatal = b"".join(session.to_client)
+    assert fatal.startswith(b"E")
     assert b"08P01" in fatal
-    assert b"invalid message length 2" in fatal
+    assert b"invalid message length" in fatal
+
+
+def test_the_lane_still_rejects_a_message_over_the_limit() -> None:
+    session = _ready_session()
+    session.limits = SessionLimits(max_message_size=64)
+    session.client_data(wire.query("SELECT 1"))
+    _drain(session)
+    session.server_data(
+        wire.data_row(b"x" * 100) + wire.command_complete("SELECT 1") + wire.ready()
+    )
+    fatal = b"".join(session.to_client)
+    assert fatal.startswith(b"E")
+    assert b"08P01" in fatal
+    assert b"x" * 100 not in fatal
 
 
 @pytest.mark.parametrize(
