@@ -1,9 +1,11 @@
-"""The pass-through one-round-trip lane against the exact queue, on mixed traffic.
+"""The pass-through fast paths against the exact queue, on mixed traffic.
 
 ``Session.server_data`` takes a shortcut when one round trip is in flight and
 the server's read is its whole answer (see ``Session.server_data``). These
 tests replay the same random conversations through two sessions, one with the
-lane and one forced onto the exact per-message queue, and require the same
+lane and one forced onto the exact per-message queue (and fed each client
+batch cut before its last byte, so that the client path never takes the
+Execute and Sync a batch ends with as one run), and require the same
 bytes each way, the same registry, transaction status and queue length after
 every step. The conversations mix the lane's shapes (Bind/Describe/Execute/Sync,
 a lone Query) with Parse, Close, named portals, Flush, FunctionCall, COPY,
@@ -190,6 +192,8 @@ def _state(session: Session) -> tuple[object, ...]:
         dict(session.portals),
         dict(session.server_params),
         session._copy_in_syncs_ignored,
+        list(session._pending),
+        session._cbuf,
     )
 
 
@@ -248,7 +252,13 @@ def _replay(seed: int) -> int:
                     session.refuse(REFUSAL, simple_query=bool(value))
                 elif kind == "client":
                     assert isinstance(value, bytes)
-                    session.client_data(value)
+                    if session is exact:
+                        # Cut before the last byte, the batch never ends with the
+                        # Execute and Sync the plain client path takes as a run.
+                        session.client_data(value[:-1])
+                        session.client_data(value[-1:])
+                    else:
+                        session.client_data(value)
                 else:
                     assert isinstance(value, bytes)
                     session.server_data(value)
@@ -353,3 +363,53 @@ def test_the_lane_leaves_reads_it_does_not_model_to_the_exact_queue(answer: list
         session.server_data(b"".join(answer))
     assert _drain(lane) == _drain(exact)
     assert _state(lane) == _state(exact)
+
+
+RUN = wire.describe("P") + wire.execute() + wire.sync()
+
+
+@pytest.mark.parametrize(
+    ("before", "batch"),
+    [
+        # The run's bytes at the end of a CopyData: framed as what they are.
+        ([], wire.query("COPY t FROM STDIN") + wire.copy_data(RUN)),
+        # A CopyData ending with the run's Describe, then the real Execute and Sync.
+        (
+            [],
+            wire.query("COPY t FROM STDIN")
+            + wire.copy_data(wire.describe("P"))
+            + wire.execute()
+            + wire.sync(),
+        ),
+        # ... and of a CopyData not complete yet.
+        ([], wire.query("COPY t FROM STDIN") + wire.copy_data(RUN + b"x" * 40)[:-40]),
+        # In copy-in mode the server ignores Sync: no run either.
+        (
+            [wire.query("COPY t FROM STDIN")],
+            wire.copy_data(b"1\n") + wire.execute() + wire.sync(),
+        ),
+        # The run after a named portal, a Parse and a Flush.
+        ([], wire.parse("", "SELECT 1") + wire.bind("p1", "") + wire.flush() + RUN),
+        ([], wire.bind("", "s1") + wire.execute() + wire.sync()),
+    ],
+    ids=[
+        "copy-data",
+        "copy-data-overlapping",
+        "partial-copy-data",
+        "copy-in",
+        "mixed",
+        "execute-sync",
+    ],
+)
+def test_the_client_run_matches_message_by_message(before: list[bytes], batch: bytes) -> None:
+    whole, cut = _ready_session(), _ready_session()
+    for session in (whole, cut):
+        for message in before:
+            session.client_data(message)
+            session.server_data(wire.copy_response(b"G", 0, 0))
+    whole.client_data(batch)
+    cut.client_data(batch[:-1])
+    cut.client_data(batch[-1:])
+    cut._lane = whole._lane
+    assert _drain(whole) == _drain(cut)
+    assert _state(whole) == _state(cut)
