@@ -644,6 +644,15 @@ class Session:
                         portal, statement = _two_cstrs(buf, pos + 5, end)
                         self.portals[portal] = statement
                     expect(_EXPECT_BIND)
+                elif kind == 0x51:  # Query
+                    if "" in self.statements or "" in self.portals:
+                        self._simple_query_started()
+                    if _SQL_REGISTRY_HINT.search(buf, pos + 5, end - 1) and _SQL_REGISTRY.search(
+                        buf, pos + 5, end - 1
+                    ):
+                        self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
+                    expect(_EXPECT_QUERY)
+                    round_trips += 1
                 elif kind == 0x45:  # Execute
                     expect(_EXPECT_EXECUTE)
                 elif kind == 0x53:  # Sync
@@ -654,15 +663,6 @@ class Session:
                     if end - pos < 7 or buf[pos + 5] not in b"SP":
                         raise ProtocolViolation("invalid Describe message")
                     expect(_EXPECT_DESCRIBE_S if buf[pos + 5] == 0x53 else _EXPECT_DESCRIBE_P)
-                elif kind == 0x51:  # Query
-                    if "" in self.statements or "" in self.portals:
-                        self._simple_query_started()
-                    if _SQL_REGISTRY_HINT.search(buf, pos + 5, end - 1) and _SQL_REGISTRY.search(
-                        buf, pos + 5, end - 1
-                    ):
-                        self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
-                    expect(_EXPECT_QUERY)
-                    round_trips += 1
                 elif kind == 0x64 or kind == 0x48:  # CopyData, Flush: no answer to expect
                     pass
                 elif kind == 0x58:  # Terminate
