@@ -239,6 +239,7 @@ _T_READY = ord("Z")
 _READY_TAIL = {codec.message(b"Z", status.encode()): status for status in "ITE"}
 _LANE_SPECIAL = b"ZEGS"  # the server messages the one-round-trip lane looks at
 _LANE_HEAD_END = b"DZEGS"  # where the head of an answer it remembers ends
+_LANE_HEAD_MAX = 2048  # a longer head is not kept (idle connections stay small)
 # A typed message's type byte and length at once, for the hot framing loops.
 _unpack_type_length = struct.Struct("!BI").unpack_from
 _ASYNC = frozenset(b"NAS")  # notice, notification, parameter status: any time
@@ -1033,7 +1034,7 @@ class Session:
                                 break
                             pos += 1 + length
                         if pos <= last:
-                            self._lane_head = buf[:pos]
+                            self._lane_head = buf[:pos] if pos <= _LANE_HEAD_MAX else b""
                     error = False
                     while pos < last:
                         kind, length = unpack(buf, pos)

@@ -413,3 +413,16 @@ def test_the_client_run_matches_message_by_message(before: list[bytes], batch: b
     cut._lane = whole._lane
     assert _drain(whole) == _drain(cut)
     assert _state(whole) == _state(cut)
+
+
+def test_the_lane_keeps_no_long_answer_head() -> None:
+    session = _ready_session()
+    tags = [wire.command_complete("INSERT 0 1")] * 500  # a long answer without rows
+    session.client_data(wire.query("INSERT INTO t VALUES (1)"))
+    session.server_data(b"".join(tags) + wire.ready())
+    assert session.in_flight == 0
+    assert session._lane_head == b""
+    session.client_data(wire.query("SELECT 1"))
+    session.server_data(b"".join(SELECT_ROW) + wire.command_complete("SELECT 1") + wire.ready())
+    assert session._lane_head == SELECT_ROW[0]
+    assert session.to_client[-1].startswith(SELECT_ROW[0])
