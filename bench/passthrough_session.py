@@ -5,7 +5,8 @@
 Replays the bytes of one ``pgbench -S -M prepared`` transaction (Bind, Describe,
 Execute, Sync; BindComplete, RowDescription, DataRow, CommandComplete,
 ReadyForQuery) and of one ``-M simple`` transaction through a ready
-``Session`` and prints the time per transaction. Unlike a pgbench run it does
+``Session`` and prints the time per transaction (``--mode`` also has shapes
+other than pgbench's, for the paths the fast ones must not slow down). Unlike a pgbench run it does
 not depend on what else the (shared, noisy) machine is doing, so it is the
 number to watch while changing the hot path; ``--profile`` shows where the
 time goes. For a count that does not depend on the machine's load at all, run
@@ -53,6 +54,25 @@ SIMPLE_CLIENT = _m(b"Q", b"SELECT abalance FROM pgbench_accounts WHERE aid = 123
 ROW = _m(b"T", b"\x00\x01" + _field(b"abalance", 23)) + _m(b"D", b"\x00\x01\x00\x00\x00\x010")
 PREPARED_SERVER = codec.BIND_COMPLETE + ROW + _m(b"C", b"SELECT 1\x00") + codec.READY_IDLE
 SIMPLE_SERVER = ROW + _m(b"C", b"SELECT 1\x00") + codec.READY_IDLE
+# Not pgbench, for what the fast paths must not make slower: an unnamed
+# statement per query (psycopg, JDBC), two transactions pipelined in one read,
+# and a result of 50 rows.
+EXTENDED_CLIENT = (
+    codec.encode_parse("", "SELECT abalance FROM pgbench_accounts WHERE aid = $1") + PREPARED_CLIENT
+)
+EXTENDED_SERVER = codec.PARSE_COMPLETE + PREPARED_SERVER
+PIPELINED_CLIENT = PREPARED_CLIENT * 2
+PIPELINED_SERVER = PREPARED_SERVER * 2
+ROWS_CLIENT = SIMPLE_CLIENT
+ROWS_SERVER = ROW[: ROW.index(b"D\x00")] + ROW[ROW.index(b"D\x00") :] * 50
+ROWS_SERVER += _m(b"C", b"SELECT 50\x00") + codec.READY_IDLE
+MODES = {
+    "prepared": (PREPARED_CLIENT, PREPARED_SERVER),
+    "simple": (SIMPLE_CLIENT, SIMPLE_SERVER),
+    "extended": (EXTENDED_CLIENT, EXTENDED_SERVER),
+    "pipelined": (PIPELINED_CLIENT, PIPELINED_SERVER),
+    "rows": (ROWS_CLIENT, ROWS_SERVER),
+}
 
 
 def ready_session() -> Session:
@@ -92,13 +112,10 @@ def main() -> int:
     parser.add_argument("--transactions", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--mode", choices=("prepared", "simple"), help="only this one")
+    parser.add_argument("--mode", choices=MODES, help="only this one")
     args = parser.parse_args()
-    for name, client, server in (
-        ("prepared", PREPARED_CLIENT, PREPARED_SERVER),
-        ("simple", SIMPLE_CLIENT, SIMPLE_SERVER),
-    ):
-        if args.mode and args.mode != name:
+    for name, (client, server) in MODES.items():
+        if args.mode != name and (args.mode or name not in ("prepared", "simple")):
             continue
         session = ready_session()
         if args.profile:

@@ -43,6 +43,7 @@ import enum
 import logging
 import re
 import secrets
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -191,6 +192,15 @@ _EXPECT_DESCRIBE_P = (DESCRIBE_P, None)
 _EXPECT_QUERY = (QUERY, None)
 _EXPECT_FUNCTION = (FUNCTION, None)
 _EXPECT_COPY_END = (COPY_END, None)
+# How most extended-protocol batches end, and what they expect.
+_EXECUTE_SYNC = codec.message(b"E", b"\x00\x00\x00\x00\x00") + codec.SYNC
+_DESCRIBE_EXECUTE_SYNC = codec.message(b"D", b"P\x00") + _EXECUTE_SYNC
+_EXPECT_EXECUTE_SYNC: tuple[tuple[int, None], ...] = (_EXPECT_EXECUTE, _EXPECT_SYNC)
+_EXPECT_DESCRIBE_EXECUTE_SYNC: tuple[tuple[int, None], ...] = (
+    _EXPECT_DESCRIBE_P,
+    _EXPECT_EXECUTE,
+    _EXPECT_SYNC,
+)
 
 _EXTENDED_DONE = {
     PARSE: frozenset(b"1"),
@@ -226,6 +236,12 @@ _ABORT_SQL = codec.message(
 _T_DATA_ROW = ord("D")
 _T_ERROR = ord("E")
 _T_READY = ord("Z")
+_READY_TAIL = {codec.message(b"Z", status.encode()): status for status in "ITE"}
+_LANE_SPECIAL = b"ZEGS"  # the server messages the one-round-trip lane looks at
+_LANE_HEAD_END = b"DZEGS"  # where the head of an answer it remembers ends
+_LANE_HEAD_MAX = 2048  # a longer head is not kept (idle connections stay small)
+# A typed message's type byte and length at once, for the hot framing loops.
+_unpack_type_length = struct.Struct("!BI").unpack_from
 _ASYNC = frozenset(b"NAS")  # notice, notification, parameter status: any time
 
 _CRYPT_CLIENT = frozenset(b"PBEDQC")  # Parse Bind Execute Describe Query Close
@@ -309,6 +325,11 @@ class Session:
         self._shave = 0
         self._swant = 0
         self._pending: deque[tuple[int, object]] = deque()
+        # len(_pending) while it holds exactly one round trip's expectations,
+        # all made by the pass-through client path (0: not known). See
+        # ``server_data``'s one-round-trip lane.
+        self._lane = 0
+        self._lane_head = b""  # the frames the last lane answer began with
         self._skipping = False
         self._copy_in_syncs_ignored = False
         self._pre_ready: list[bytes] = []
@@ -592,55 +613,82 @@ class Session:
         Nothing is rewritten, so the whole framed prefix of ``buf`` goes out as
         one chunk. Only Parse, Close and Query are decoded (for the statement
         registry); every other message costs a length check and an append of a
-        preallocated expectation, with no object made per message.
+        preallocated expectation, with no object made per message. Nearly every
+        extended-protocol batch ends with Execute of the unnamed portal and
+        Sync (most drivers Describe it first): when ``buf`` ends with exactly
+        those bytes, they are not framed one by one once the framing before
+        them reaches their start.
         """
         pending = self._pending
         expect = pending.append
+        was_empty = not pending
+        round_trips = 0
         limit = self.limits.max_message_size
-        unpack = codec.unpack_length
-        size = len(buf)
-        pos = 0
-        while pos + 5 <= size:
-            (length,) = unpack(buf, pos + 1)
-            if length < 4 or length > limit:
-                raise codec.length_error(length, limit)
-            end = pos + 1 + length
-            if end > size:
-                break
-            kind = buf[pos]
-            if kind == 0x42:  # Bind
-                if buf[pos + 5]:  # named portal: the unnamed one is not worth a decode
-                    portal, statement = _two_cstrs(buf, pos + 5, end)
-                    self.portals[portal] = statement
-                expect(_EXPECT_BIND)
-            elif kind == 0x45:  # Execute
-                expect(_EXPECT_EXECUTE)
-            elif kind == 0x53:  # Sync
-                if not self._copy_in_syncs_ignored:
-                    expect(_EXPECT_SYNC)
-            elif kind == 0x44:  # Describe
-                if end - pos < 7 or buf[pos + 5] not in b"SP":
-                    raise ProtocolViolation("invalid Describe message")
-                expect(_EXPECT_DESCRIBE_S if buf[pos + 5] == 0x53 else _EXPECT_DESCRIBE_P)
-            elif kind == 0x51:  # Query
-                if "" in self.statements or "" in self.portals:
-                    self._simple_query_started()
-                if _SQL_REGISTRY_HINT.search(buf, pos + 5, end - 1) and _SQL_REGISTRY.search(
-                    buf, pos + 5, end - 1
-                ):
-                    self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
-                expect(_EXPECT_QUERY)
-            elif kind in (0x64, 0x48):  # CopyData, Flush: no answer to expect
-                pass
-            elif kind == 0x58:  # Terminate
-                self.to_server.append(buf[:end])
-                self._close("client terminated")
-                return b""
+        unpack = _unpack_type_length
+        size = stop = len(buf)
+        if buf.endswith(_EXECUTE_SYNC) and not self._copy_in_syncs_ignored:
+            if buf.endswith(_DESCRIBE_EXECUTE_SYNC):
+                stop, run = size - len(_DESCRIBE_EXECUTE_SYNC), _EXPECT_DESCRIBE_EXECUTE_SYNC
             else:
-                self._track_client_message(kind, buf, pos, end)
-            pos = end
+                stop, run = size - len(_EXECUTE_SYNC), _EXPECT_EXECUTE_SYNC
+        pos = 0
+        while True:
+            while pos + 5 <= stop:
+                kind, length = unpack(buf, pos)
+                if length < 4 or length > limit:
+                    raise codec.length_error(length, limit)
+                end = pos + 1 + length
+                if end > size:
+                    break
+                if kind == 0x42:  # Bind
+                    if buf[pos + 5]:  # named portal: the unnamed one is not worth a decode
+                        portal, statement = _two_cstrs(buf, pos + 5, end)
+                        self.portals[portal] = statement
+                    expect(_EXPECT_BIND)
+                elif kind == 0x51:  # Query
+                    if "" in self.statements or "" in self.portals:
+                        self._simple_query_started()
+                    if _SQL_REGISTRY_HINT.search(buf, pos + 5, end - 1) and _SQL_REGISTRY.search(
+                        buf, pos + 5, end - 1
+                    ):
+                        self._track_sql_registry(codec.decode_query(buf[pos + 5 : end]))
+                    expect(_EXPECT_QUERY)
+                    round_trips += 1
+                elif kind == 0x45:  # Execute
+                    expect(_EXPECT_EXECUTE)
+                elif kind == 0x53:  # Sync
+                    if not self._copy_in_syncs_ignored:
+                        expect(_EXPECT_SYNC)
+                        round_trips += 1
+                elif kind == 0x44:  # Describe
+                    if end - pos < 7 or buf[pos + 5] not in b"SP":
+                        raise ProtocolViolation("invalid Describe message")
+                    expect(_EXPECT_DESCRIBE_S if buf[pos + 5] == 0x53 else _EXPECT_DESCRIBE_P)
+                elif kind == 0x64 or kind == 0x48:  # CopyData, Flush: no answer to expect
+                    pass
+                elif kind == 0x58:  # Terminate
+                    self.to_server.append(buf[:end])
+                    self._close("client terminated")
+                    return b""
+                else:
+                    self._track_client_message(kind, buf, pos, end)
+                    if kind == 0x46:  # FunctionCall: a round trip of its own
+                        round_trips += 1
+                pos = end
+            if stop == size:
+                break
+            if pos == stop:  # the Execute and Sync the batch ends with
+                pending.extend(run)
+                round_trips += 1
+                pos = size
+                break
+            stop = size  # the bytes only looked like them: frame on
         if pos:
             self.to_server.append(buf if pos == size else buf[:pos])
+            if was_empty and round_trips == 1:
+                tail = pending[-1]
+                if tail is _EXPECT_SYNC or tail is _EXPECT_QUERY:
+                    self._lane = len(pending)  # see server_data
         return buf[pos:]
 
     def _track_client_message(self, kind: int, buf: bytes, start: int, end: int) -> None:
@@ -954,6 +1002,64 @@ class Session:
         if self.phase is _READY and self.crypt is None and not self._swant:
             # The hot path: pure pass-through, nothing being collected.
             buf = self._sbuf + data if self._sbuf else data
+            pending = self._pending
+            lane = self._lane
+            if lane and len(pending) == lane and (status := _READY_TAIL.get(buf[-6:])):
+                # The one-round-trip lane. ``_lane`` says that ``_pending``
+                # holds one round trip's expectations (up to its one Sync or
+                # Query) and nothing of pgseal's own. A conforming server
+                # answers each of them, or an error skips the rest to the Sync,
+                # and then sends ReadyForQuery: once that has come the exact
+                # queue is empty, whatever came between. So a read that ends
+                # with ReadyForQuery, has no other one and no CopyInResponse
+                # (which changes what the client's Syncs mean) is framed and
+                # checked here, not matched message by message. Anything else
+                # falls through before any state changed, and
+                # ``_server_messages`` does it the exact way (and raises).
+                last = len(buf) - 6  # where the ReadyForQuery starts
+                if last <= self.limits.max_message_size:  # no whole message can be too long
+                    unpack = _unpack_type_length
+                    # The frames before the first DataRow (BindComplete,
+                    # RowDescription...) are mostly those of the last answer:
+                    # if the read starts with those bytes, they were framed
+                    # and checked then. Else they are framed here, and kept.
+                    head = self._lane_head
+                    if head and buf.startswith(head):
+                        pos = len(head)
+                    else:
+                        pos = 0
+                        while pos < last:
+                            kind, length = unpack(buf, pos)
+                            if length < 4 or kind in _LANE_HEAD_END:
+                                break
+                            pos += 1 + length
+                        if pos <= last:
+                            self._lane_head = buf[:pos] if pos <= _LANE_HEAD_MAX else b""
+                    error = False
+                    while pos < last:
+                        kind, length = unpack(buf, pos)
+                        if length < 4:
+                            break
+                        # ReadyForQuery, ErrorResponse, CopyInResponse, ParameterStatus:
+                        if kind in _LANE_SPECIAL:
+                            if kind == 0x45:
+                                error = True
+                            elif kind != 0x53 or pos + 1 + length > last:
+                                break
+                            else:
+                                self._note_parameter(buf[pos + 5 : pos + 1 + length])
+                        pos += 1 + length
+                    if pos == last:
+                        self.txn_status = status
+                        if status == "I" and self.portals:
+                            self.portals.clear()
+                        if error:
+                            self._copy_in_syncs_ignored = False  # as _server_error
+                        pending.clear()
+                        self._lane = 0
+                        self._sbuf = b""
+                        self.to_client.append(buf)
+                        return
             try:
                 rest = self._server_messages(buf)
             except ProtocolViolation as exc:
@@ -1077,6 +1183,7 @@ class Session:
         A COPY_END marker can only come to the head of the queue when an entry
         is taken off, so it is looked for only then.
         """
+        self._lane = 0  # entries are matched one by one from here on
         pending = self._pending
         popleft = pending.popleft
         limit = self.limits.max_message_size
