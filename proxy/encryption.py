@@ -687,7 +687,9 @@ class SessionCrypto:
                     continue
             if ps.cast is not None:
                 canonical = self._cast_param(ps.column, ps.cast, data, fmt, stmt, i)
-            elif ps.ascii_as_is and data.isascii() and b"\x00" not in data:
+            elif ps.ascii_as_is and data.isascii() and 0 not in data:
+                # (``0 in``, not ``b"\x00" in``: a bytes needle first fails as an
+                # int, a TypeError made and dropped on every call.)
                 canonical = data  # what the text codec's to_canonical returns, sooner
             else:
                 try:
