@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from cachetools import TTLCache
 
-from crypto.envelope import armor, dearmor, is_armored, is_envelope, peek_key_id
+from crypto.envelope import ARMOR_PREFIX, armor, dearmor, is_armored, is_envelope, peek_key_id
 from crypto.errors import CryptoError
 from proxy import codec
 from proxy.metrics import Metrics
@@ -111,6 +111,24 @@ OPENED_ROWS_BYTES: Final = KeyCacheConfig().opened_rows
 _OPENED_ROW_OVERHEAD: Final = 200  # dict slot, tuple, two bytes headers
 _MAX_ROW_SHAPES: Final = 256
 _I32: Final = struct.Struct("!i")
+_U32: Final = struct.Struct("!I")
+#: Int32 length prefixes of short values, made once: most envelopes fit.
+_LENGTHS: Final = tuple(_I32.pack(n) for n in range(1024))
+_ARMOR_PREFIX: Final = ARMOR_PREFIX.encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _int16s(count: int) -> struct.Struct:
+    """``count`` Int16s (format codes)."""
+    return struct.Struct(f"!{count}h")
+
+
+@functools.lru_cache(maxsize=64)
+def _bind_formats(count: int) -> struct.Struct:
+    """A Bind's parameter format section: ``count`` codes, then the parameter count."""
+    return struct.Struct(f"!H{count}hH")
+
+
 # How long a key id the key store does not hold is remembered as missing. A
 # message that names one is retried after a key load; without this memory the
 # retry would ask for the same key again, forever. Short, because another pgseal
@@ -361,6 +379,14 @@ class BindSealer:
     nulls: tuple[int, ...]  # 0-based indexes of REPLACE_WITH_NULL parameters
     seals: tuple[ParamSeal, ...]
     formats_added: tuple[int, ...]
+    #: For ``SessionCrypto._bind_one_tenant``, None when it does not apply: per
+    #: client parameter its ParamSeal, None for one passed as it came. It
+    #: applies to a statement that only seals (no added parameters, none
+    #: replaced by NULL, no casts) with one tenant source for every value:
+    #: the one-row INSERT or UPDATE.
+    by_index: tuple[ParamSeal | None, ...] | None = None
+    #: The AAD columns of ``seals``, in order (a Bind without NULLs among them).
+    columns: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, plan: Rewrite, client_types: Sequence[int]) -> BindSealer:
@@ -394,7 +420,26 @@ class BindSealer:
                         p.cast,
                     )
                 )
-        return cls(tuple(nulls), tuple(seals), plan.formats_added)
+        by_index: tuple[ParamSeal | None, ...] | None = None
+        count = plan.client_param_count
+        if (
+            seals
+            and not nulls
+            and not plan.slots
+            and all(ps.cast is None and ps.index < count for ps in seals)
+            and all(ps.tenant == seals[0].tenant for ps in seals)
+        ):
+            one: list[ParamSeal | None] = [None] * count
+            for ps in seals:
+                one[ps.index] = ps
+            by_index = tuple(one)
+        return cls(
+            tuple(nulls),
+            tuple(seals),
+            plan.formats_added,
+            by_index,
+            tuple(ps.qualified for ps in seals),
+        )
 
 
 # --- the process-wide part ----------------------------------------------------------
@@ -625,6 +670,16 @@ class SessionCrypto:
             portal = PortalState(body[:first].decode(errors="surrogateescape"), name, stmt.columns)
             self.portals[portal.portal] = portal
             return None, portal
+        if stmt is not None and isinstance(stmt.plan, Rewrite):
+            sealer = stmt.sealer
+            if sealer is None:
+                sealer = stmt.sealer = BindSealer.of(stmt.plan, stmt.client_types)
+            if sealer.by_index is not None:
+                done = self._bind_one_tenant(body, first, second, stmt, sealer, sealer.by_index)
+                if done is not None:
+                    message, portal = done
+                    self.portals[portal.portal] = portal
+                    return message, portal
         bind = codec.decode_bind(body)
         portal = PortalState(bind.portal, bind.statement, result_formats=tuple(bind.result_formats))
         if stmt is not None:
@@ -633,6 +688,178 @@ class SessionCrypto:
         if stmt is None or not isinstance(stmt.plan, Rewrite):
             return None, portal
         return self._bind_rewrite(bind, stmt, stmt.plan), portal
+
+    def _bind_one_tenant(
+        self,
+        body: bytes,
+        first: int,
+        second: int,
+        stmt: StatementCrypto,
+        sealer: BindSealer,
+        seals: tuple[ParamSeal | None, ...],
+    ) -> tuple[bytes, PortalState] | None:
+        """The Bind of a one-tenant write (``BindSealer.by_index``), rewritten in one pass.
+
+        The Bind's bytes are framed once; parameters passed as they came are
+        copied as runs of the original bytes, each sealed one replaced by its
+        envelope. Only the plain case is done here: a Bind ``decode_bind``
+        would reject, a parameter count that is not the statement's, a value
+        that may be an envelope already or that its column's codec rejects,
+        a tenant that is NULL or refused or whose key is not cached: each
+        returns None with nothing changed, and the exact path
+        (``_bind_rewrite``) handles the Bind, errors included. What both make
+        of a Bind is the same (tests/proxy/test_encryption_bind.py).
+        """
+        end = len(body)
+        names = body[:second]
+        if not names.isascii():
+            return None  # the exact path decodes them strictly
+        pos = second + 1
+        count = len(seals)
+        if pos + 2 > end:
+            return None
+        nformats = body[pos] << 8 | body[pos + 1]
+        head = pos + 2
+        pos = head + 2 * nformats + 2
+        if pos > end or (body[pos - 2] << 8 | body[pos - 1]) != count:
+            return None
+        formats: list[int]
+        if nformats == count:
+            formats = list(_int16s(count).unpack_from(body, head))
+        elif nformats == 1:
+            formats = [body[head] << 8 | body[head + 1]] * count
+        elif nformats == 0:
+            formats = [0] * count
+        else:
+            return None
+        if count and (min(formats) < 0 or max(formats) > 1):
+            return None
+        params_start = pos
+        source = sealer.seals[0].tenant
+        tenant_at = source.index - 1 if isinstance(source, TenantFromParam) else -1
+        tenant_data: bytes | None = None
+        sealing: list[ParamSeal] = []
+        plaintexts: list[bytes] = []
+        spans: list[int] = []  # start (its length) and end of each sealed value
+        unpack = _I32.unpack_from
+        try:
+            for i in range(count):
+                (length,) = unpack(body, pos)
+                start = pos
+                pos += 4
+                if length < 0:
+                    if length != -1:
+                        return None
+                    continue  # NULL stays NULL
+                stop = pos + length
+                if stop > end:
+                    return None
+                if i == tenant_at:
+                    tenant_data = body[pos:stop]
+                ps = seals[i]
+                if ps is not None:
+                    data = body[pos:stop]
+                    lead = data[:1]
+                    if lead in _ENVELOPE_LEADS and (
+                        lead == b"\x01"
+                        or data.startswith(_ARMOR_PREFIX)
+                        or data.startswith(b"\\x01")
+                    ):
+                        return None  # maybe an envelope already: the exact path looks
+                    fmt = formats[i]
+                    if ps.ascii_as_is and data.isascii() and 0 not in data:
+                        canonical = data
+                    elif fmt == 1 and ps.via is not None:
+                        canonical = ps.target.to_canonical(ps.via.to_canonical(data, 1), 0)
+                    else:
+                        canonical = ps.target.to_canonical(data, fmt)
+                    sealing.append(ps)
+                    plaintexts.append(canonical)
+                    spans.append(start)
+                    spans.append(stop)
+                pos = stop
+            nresults = body[pos] << 8 | body[pos + 1]
+        except (struct.error, IndexError, ValueFormatError):
+            return None
+        if pos + 2 + 2 * nresults != end:
+            return None
+        results = _int16s(nresults).unpack_from(body, pos + 2)
+        envelopes: list[bytes] = []
+        if sealing:
+            sealed = self._seal_one_tenant(
+                source, tenant_data, formats, stmt, sealer, sealing, plaintexts
+            )
+            if sealed is None:
+                return None
+            envelopes = sealed
+        section = _bind_formats(count)
+        parts = [b"B", b"", body[: second + 1], b""]
+        size = second + 1 + section.size + end - params_start
+        prev = params_start
+        for k, envelope in enumerate(envelopes):
+            ps = sealing[k]
+            if ps.text_storage:
+                envelope = armor(envelope).encode("ascii")
+            formats[ps.index] = 1
+            start = spans[2 * k]
+            if start > prev:
+                parts.append(body[prev:start])
+            n = len(envelope)
+            parts.append(_LENGTHS[n] if n < 1024 else _I32.pack(n))
+            parts.append(envelope)
+            prev = spans[2 * k + 1]
+            size += 4 + n - (prev - start)
+        parts.append(body[prev:])
+        parts[1] = _U32.pack(size + 4)
+        parts[3] = section.pack(count, *formats, count)
+        portal = PortalState(
+            names[:first].decode(), names[first + 1 :].decode(), stmt.columns, results
+        )
+        return b"".join(parts), portal
+
+    def _seal_one_tenant(
+        self,
+        source: TenantSource,
+        tenant_data: bytes | None,
+        formats: list[int],
+        stmt: StatementCrypto,
+        sealer: BindSealer,
+        sealing: list[ParamSeal],
+        plaintexts: list[bytes],
+    ) -> list[bytes] | None:
+        """``_bind_one_tenant``'s envelopes; None (nothing counted) when not the plain case."""
+        column = sealing[0].column
+        if isinstance(source, TenantFromParam):
+            if tenant_data is None:
+                return None
+            try:
+                tenant = self._tenant_param(
+                    tenant_data, formats[source.index - 1], stmt, source.index - 1, column
+                )
+            except Refused:
+                return None
+        elif isinstance(source, TenantLiteral):
+            tenant = source.value
+        else:
+            found = self.tenant
+            if found is None:
+                return None
+            tenant = found
+        session = self.tenant
+        if session is not None and tenant != session:
+            return None
+        columns = (
+            sealer.columns
+            if len(sealing) == len(sealer.seals)
+            else [ps.qualified for ps in sealing]
+        )
+        try:
+            envelopes = self.enc.crypto.try_seal_many_cached(tenant, columns, plaintexts)
+        except CryptoError:
+            return None
+        if envelopes is not None:
+            self.enc.metrics.values_sealed += len(envelopes)
+        return envelopes
 
     def _bind_rewrite(self, bind: codec.Bind, stmt: StatementCrypto, plan: Rewrite) -> bytes:
         params = bind.params
@@ -830,7 +1057,9 @@ class SessionCrypto:
         elif isinstance(source, TenantFromParam):
             assert bind is not None
             assert stmt is not None
-            tenant = self._tenant_param(bind, stmt, source.index - 1, column)
+            i = source.index - 1
+            data = bind.params[i] if i < len(bind.params) else None
+            tenant = self._tenant_param(data, bind.param_format(i), stmt, i, column)
         else:
             assert isinstance(source, SessionTenant)
             tenant = self.tenant
@@ -864,15 +1093,19 @@ class SessionCrypto:
         return table.tenant_column if table else "the tenant column"
 
     def _tenant_param(
-        self, bind: codec.Bind, stmt: StatementCrypto, i: int, column: ProtectedColumn
+        self,
+        data: bytes | None,
+        fmt: int,
+        stmt: StatementCrypto,
+        i: int,
+        column: ProtectedColumn,
     ) -> str:
-        data = bind.params[i] if i < len(bind.params) else None
+        """The tenant a write names in parameter ``i`` (``data`` in format ``fmt``)."""
         if data is None:
             raise refusal(
                 f"pgseal: the business (tenant column) of this write to {column.qualified} is NULL",
                 sqlstate="23502",
             )
-        fmt = bind.param_format(i)
         oid = _declared(stmt.client_types, i) or _declared(stmt.server_types, i)
         if not oid:
             info = self.enc.catalog.tables.get(f"{column.schema}.{column.table}")
