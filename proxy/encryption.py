@@ -129,6 +129,37 @@ def _bind_formats(count: int) -> struct.Struct:
     return struct.Struct(f"!H{count}hH")
 
 
+_MAX_FORMAT_SECTIONS: Final = 16  # per statement: a client sends one or two
+
+
+def _format_section(
+    section: bytes, seals: tuple[ParamSeal | None, ...]
+) -> tuple[tuple[int, ...], bytes] | None:
+    """A Bind's parameter format section (its count, the codes, the parameter
+    count): the format of each parameter, and the section once every sealed
+    parameter is binary; None when ``decode_bind`` would reject it or the
+    parameter count is not ``len(seals)``."""
+    count = len(seals)
+    if len(section) < 4:
+        return None
+    nformats = section[0] << 8 | section[1]
+    if len(section) != 4 + 2 * nformats or (section[-2] << 8 | section[-1]) != count:
+        return None
+    formats: tuple[int, ...]
+    if nformats == count:
+        formats = _int16s(count).unpack_from(section, 2)
+    elif nformats == 1:
+        formats = (section[2] << 8 | section[3],) * count
+    elif nformats == 0:
+        formats = (0,) * count
+    else:
+        return None
+    if any(f != 0 and f != 1 for f in formats):
+        return None
+    sealed = [1 if ps is not None else f for ps, f in zip(seals, formats, strict=True)]
+    return formats, _bind_formats(count).pack(count, *sealed, count)
+
+
 # How long a key id the key store does not hold is remembered as missing. A
 # message that names one is retried after a key load; without this memory the
 # retry would ask for the same key again, forever. Short, because another pgseal
@@ -385,8 +416,13 @@ class BindSealer:
     #: replaced by NULL, no casts) with one tenant source for every value:
     #: the one-row INSERT or UPDATE.
     by_index: tuple[ParamSeal | None, ...] | None = None
-    #: The AAD columns of ``seals``, in order (a Bind without NULLs among them).
-    columns: tuple[str, ...] = ()
+    #: The ParamSeals of ``by_index`` in parameter order; whether one stores text.
+    ordered: tuple[ParamSeal, ...] = ()
+    text_storage: bool = False
+    #: Format sections seen in this statement's Binds (``_format_section``).
+    sections: dict[bytes, tuple[tuple[int, ...], bytes]] = dataclasses.field(
+        default_factory=dict, compare=False
+    )
 
     @classmethod
     def of(cls, plan: Rewrite, client_types: Sequence[int]) -> BindSealer:
@@ -433,12 +469,14 @@ class BindSealer:
             for ps in seals:
                 one[ps.index] = ps
             by_index = tuple(one)
+        ordered = tuple(ps for ps in by_index or () if ps is not None)
         return cls(
             tuple(nulls),
             tuple(seals),
             plan.formats_added,
             by_index,
-            tuple(ps.qualified for ps in seals),
+            ordered,
+            any(ps.text_storage for ps in ordered),
         )
 
 
@@ -715,49 +753,47 @@ class SessionCrypto:
         if not names.isascii():
             return None  # the exact path decodes them strictly
         pos = second + 1
-        count = len(seals)
         if pos + 2 > end:
             return None
-        nformats = body[pos] << 8 | body[pos + 1]
-        head = pos + 2
-        pos = head + 2 * nformats + 2
-        if pos > end or (body[pos - 2] << 8 | body[pos - 1]) != count:
-            return None
-        formats: list[int]
-        if nformats == count:
-            formats = list(_int16s(count).unpack_from(body, head))
-        elif nformats == 1:
-            formats = [body[head] << 8 | body[head + 1]] * count
-        elif nformats == 0:
-            formats = [0] * count
-        else:
-            return None
-        if count and (min(formats) < 0 or max(formats) > 1):
-            return None
-        params_start = pos
-        source = sealer.seals[0].tenant
+        params_start = pos + 4 + 2 * (body[pos] << 8 | body[pos + 1])
+        section = body[pos:params_start]
+        known = sealer.sections.get(section)
+        if known is None:
+            known = _format_section(section, seals)
+            if known is None:
+                return None
+            if len(sealer.sections) < _MAX_FORMAT_SECTIONS:
+                sealer.sections[section] = known
+        formats, sealed_section = known
+        source = sealer.ordered[0].tenant
         tenant_at = source.index - 1 if isinstance(source, TenantFromParam) else -1
         tenant_data: bytes | None = None
-        sealing: list[ParamSeal] = []
-        plaintexts: list[bytes] = []
-        spans: list[int] = []  # start (its length) and end of each sealed value
+        plaintexts: list[bytes | None] = []  # per sealed parameter, in order; None: NULL
+        spans: list[int] = []  # where each sealed value (its length first) starts and ends
+        holes = False  # some sealed parameter is NULL
         unpack = _I32.unpack_from
+        pos = params_start
         try:
-            for i in range(count):
+            for i in range(len(seals)):
                 (length,) = unpack(body, pos)
+                ps = seals[i]
                 start = pos
                 pos += 4
                 if length < 0:
                     if length != -1:
                         return None
+                    if ps is not None:
+                        plaintexts.append(None)
+                        holes = True
                     continue  # NULL stays NULL
+                # Past the end, the next length or the result formats are
+                # read past it too: the framing fails below.
                 stop = pos + length
-                if stop > end:
-                    return None
                 if i == tenant_at:
                     tenant_data = body[pos:stop]
-                ps = seals[i]
                 if ps is not None:
+                    if stop > end:
+                        return None
                     data = body[pos:stop]
                     lead = data[:1]
                     if lead in _ENVELOPE_LEADS and (
@@ -766,17 +802,13 @@ class SessionCrypto:
                         or data.startswith(b"\\x01")
                     ):
                         return None  # maybe an envelope already: the exact path looks
-                    fmt = formats[i]
                     if ps.ascii_as_is and data.isascii() and 0 not in data:
-                        canonical = data
-                    elif fmt == 1 and ps.via is not None:
-                        canonical = ps.target.to_canonical(ps.via.to_canonical(data, 1), 0)
+                        plaintexts.append(data)
+                    elif formats[i] == 1 and ps.via is not None:
+                        plaintexts.append(ps.target.to_canonical(ps.via.to_canonical(data, 1), 0))
                     else:
-                        canonical = ps.target.to_canonical(data, fmt)
-                    sealing.append(ps)
-                    plaintexts.append(canonical)
-                    spans.append(start)
-                    spans.append(stop)
+                        plaintexts.append(ps.target.to_canonical(data, formats[i]))
+                    spans += (start, stop)
                 pos = stop
             nresults = body[pos] << 8 | body[pos + 1]
         except (struct.error, IndexError, ValueFormatError):
@@ -784,47 +816,50 @@ class SessionCrypto:
         if pos + 2 + 2 * nresults != end:
             return None
         results = _int16s(nresults).unpack_from(body, pos + 2)
+        sealing: Sequence[ParamSeal] = sealer.ordered
+        given: list[bytes] = plaintexts  # type: ignore[assignment]  # no None but holes
+        if holes:
+            sealing = [ps for ps, p in zip(sealing, plaintexts, strict=True) if p is not None]
+            given = [p for p in plaintexts if p is not None]
+            out = list(formats)
+            for ps in sealing:
+                out[ps.index] = 1
+            sealed_section = _bind_formats(len(seals)).pack(len(seals), *out, len(seals))
         envelopes: list[bytes] = []
         if sealing:
-            sealed = self._seal_one_tenant(
-                source, tenant_data, formats, stmt, sealer, sealing, plaintexts
-            )
+            sealed = self._seal_one_tenant(source, tenant_data, formats, stmt, sealing, given)
             if sealed is None:
                 return None
             envelopes = sealed
-        section = _bind_formats(count)
-        parts = [b"B", b"", body[: second + 1], b""]
-        size = second + 1 + section.size + end - params_start
+            if sealer.text_storage:
+                envelopes = [
+                    armor(e).encode("ascii") if ps.text_storage else e
+                    for ps, e in zip(sealing, envelopes, strict=True)
+                ]
+        parts = [names, b"\x00", sealed_section]
         prev = params_start
-        for k, envelope in enumerate(envelopes):
-            ps = sealing[k]
-            if ps.text_storage:
-                envelope = armor(envelope).encode("ascii")
-            formats[ps.index] = 1
-            start = spans[2 * k]
+        edges = iter(spans)
+        for envelope, start, stop in zip(envelopes, edges, edges, strict=True):
             if start > prev:
                 parts.append(body[prev:start])
             n = len(envelope)
             parts.append(_LENGTHS[n] if n < 1024 else _I32.pack(n))
             parts.append(envelope)
-            prev = spans[2 * k + 1]
-            size += 4 + n - (prev - start)
+            prev = stop
         parts.append(body[prev:])
-        parts[1] = _U32.pack(size + 4)
-        parts[3] = section.pack(count, *formats, count)
+        rewritten = b"".join(parts)
         portal = PortalState(
             names[:first].decode(), names[first + 1 :].decode(), stmt.columns, results
         )
-        return b"".join(parts), portal
+        return b"B" + _U32.pack(len(rewritten) + 4) + rewritten, portal
 
     def _seal_one_tenant(
         self,
         source: TenantSource,
         tenant_data: bytes | None,
-        formats: list[int],
+        formats: tuple[int, ...],
         stmt: StatementCrypto,
-        sealer: BindSealer,
-        sealing: list[ParamSeal],
+        sealing: Sequence[ParamSeal],
         plaintexts: list[bytes],
     ) -> list[bytes] | None:
         """``_bind_one_tenant``'s envelopes; None (nothing counted) when not the plain case."""
@@ -848,11 +883,7 @@ class SessionCrypto:
         session = self.tenant
         if session is not None and tenant != session:
             return None
-        columns = (
-            sealer.columns
-            if len(sealing) == len(sealer.seals)
-            else [ps.qualified for ps in sealing]
-        )
+        columns = [ps.qualified for ps in sealing]
         try:
             envelopes = self.enc.crypto.try_seal_many_cached(tenant, columns, plaintexts)
         except CryptoError:
