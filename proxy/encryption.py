@@ -1470,7 +1470,11 @@ class SessionCrypto:
         unpack = codec.unpack_length
         append = parts.append
         size = len(buf)
-        hits = hit_values = rows = values = 0
+        hit_values = rows = values = 0
+        # The key of a remembered row, once checked (the session's tenant's,
+        # still cached, nothing invalidated): nothing can change that before
+        # this call returns, so the rows it opened need no second check.
+        checked: DataKey | None = None
         while pos + 5 <= size and buf[pos] == 0x44:  # DataRow
             (length,) = unpack(buf, pos + 1)
             end = pos + 1 + length
@@ -1483,13 +1487,15 @@ class SessionCrypto:
             else:
                 body = buf[pos + 5 : end]
                 hit = known.get(body)
-                if (
-                    hit is not None
-                    and (tenant is None or hit[1].tenant == tenant)
-                    and crypto.still_cached(hit[1], generation)
+                if hit is not None and (
+                    hit[1] is checked
+                    or (
+                        (tenant is None or hit[1].tenant == tenant)
+                        and crypto.still_cached(hit[1], generation)
+                    )
                 ):
+                    checked = hit[1]
                     append(hit[0])
-                    hits += 1
                     hit_values += hit[2]
                     pos = end
                     continue
@@ -1503,6 +1509,7 @@ class SessionCrypto:
             rows += 1
             values += row[2]
             pos = end
+        hits = len(parts) - rows  # one message per row, remembered or opened
         if hits or rows:
             crypto.hits += hit_values
             enc.metrics.values_opened += hit_values + values
