@@ -296,8 +296,7 @@ class FieldCrypto:
                     if seg != pos - 4:
                         append(buf[seg : pos - 4])
                     size = len(plaintext)
-                    append(lengths[size] if size < 1024 else pack(size))
-                    append(plaintext)
+                    parts += (lengths[size] if size < 1024 else pack(size), plaintext)
                     seg = stop
                     count += 1
                 pos = stop
