@@ -418,6 +418,7 @@ class BindSealer:
     by_index: tuple[ParamSeal | None, ...] | None = None
     #: The ParamSeals of ``by_index`` in parameter order; whether one stores text.
     ordered: tuple[ParamSeal, ...] = ()
+    columns: tuple[str, ...] = ()  # their AAD columns
     text_storage: bool = False
     #: Format sections seen in this statement's Binds (``_format_section``).
     sections: dict[bytes, tuple[tuple[int, ...], bytes]] = dataclasses.field(
@@ -476,6 +477,7 @@ class BindSealer:
             plan.formats_added,
             by_index,
             ordered,
+            tuple(ps.qualified for ps in ordered),
             any(ps.text_storage for ps in ordered),
         )
 
@@ -817,17 +819,21 @@ class SessionCrypto:
             return None
         results = _int16s(nresults).unpack_from(body, pos + 2)
         sealing: Sequence[ParamSeal] = sealer.ordered
+        columns: Sequence[str] = sealer.columns
         given: list[bytes] = plaintexts  # type: ignore[assignment]  # no None but holes
         if holes:
             sealing = [ps for ps, p in zip(sealing, plaintexts, strict=True) if p is not None]
             given = [p for p in plaintexts if p is not None]
+            columns = [ps.qualified for ps in sealing]
             out = list(formats)
             for ps in sealing:
                 out[ps.index] = 1
             sealed_section = _bind_formats(len(seals)).pack(len(seals), *out, len(seals))
         envelopes: list[bytes] = []
         if sealing:
-            sealed = self._seal_one_tenant(source, tenant_data, formats, stmt, sealing, given)
+            sealed = self._seal_one_tenant(
+                source, tenant_data, formats, stmt, sealing[0].column, columns, given
+            )
             if sealed is None:
                 return None
             envelopes = sealed
@@ -859,11 +865,14 @@ class SessionCrypto:
         tenant_data: bytes | None,
         formats: tuple[int, ...],
         stmt: StatementCrypto,
-        sealing: Sequence[ParamSeal],
+        column: ProtectedColumn,
+        columns: Sequence[str],
         plaintexts: list[bytes],
     ) -> list[bytes] | None:
-        """``_bind_one_tenant``'s envelopes; None (nothing counted) when not the plain case."""
-        column = sealing[0].column
+        """``_bind_one_tenant``'s envelopes; None (nothing counted) when not the plain case.
+
+        ``column`` is the first sealed one: the one a refusal would name.
+        """
         if isinstance(source, TenantFromParam):
             if tenant_data is None:
                 return None
@@ -883,7 +892,6 @@ class SessionCrypto:
         session = self.tenant
         if session is not None and tenant != session:
             return None
-        columns = [ps.qualified for ps in sealing]
         try:
             envelopes = self.enc.crypto.try_seal_many_cached(tenant, columns, plaintexts)
         except CryptoError:
