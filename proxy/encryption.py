@@ -748,7 +748,8 @@ class SessionCrypto:
         a tenant that is NULL or refused or whose key is not cached: each
         returns None with nothing changed, and the exact path
         (``_bind_rewrite``) handles the Bind, errors included. What both make
-        of a Bind is the same (tests/proxy/test_encryption_bind.py).
+        of a Bind is the same (tests/proxy/test_encryption_bind_one_tenant.py
+        compares them on generated and malformed Binds).
         """
         end = len(body)
         names = body[:second]
