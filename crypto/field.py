@@ -296,7 +296,8 @@ class FieldCrypto:
                     if seg != pos - 4:
                         append(buf[seg : pos - 4])
                     size = len(plaintext)
-                    parts += (lengths[size] if size < 1024 else pack(size), plaintext)
+                    append(lengths[size] if size < 1024 else pack(size))
+                    append(plaintext)
                     seg = stop
                     count += 1
                 pos = stop
