@@ -811,7 +811,8 @@ class SessionCrypto:
                         plaintexts.append(ps.target.to_canonical(ps.via.to_canonical(data, 1), 0))
                     else:
                         plaintexts.append(ps.target.to_canonical(data, formats[i]))
-                    spans += (start, stop)
+                    spans.append(start)
+                    spans.append(stop)
                 pos = stop
             nresults = body[pos] << 8 | body[pos + 1]
         except (struct.error, IndexError, ValueFormatError):
