@@ -169,13 +169,16 @@ def seal_many(key: DataKey, columns: Sequence[str], plaintexts: Sequence[bytes])
     header = key._header
     encrypt = key._aead.encrypt
     aads = key._aads
+    join = b"".join  # one copy per envelope, not two concatenations
     out: list[bytes] = []
     append = out.append
     start = 0
     for column, plaintext in zip(columns, plaintexts, strict=True):
         nonce = nonces[start : start + NONCE_LEN]
         start += NONCE_LEN
-        append(header + nonce + encrypt(nonce, plaintext, aads.get(column) or key.aad(column)))
+        append(
+            join((header, nonce, encrypt(nonce, plaintext, aads.get(column) or key.aad(column))))
+        )
     return out
 
 

@@ -150,7 +150,7 @@ def message(kind: bytes, body: bytes = b"") -> bytes:
 def _cstr(value: str) -> bytes:
     # surrogateescape: names read from the wire with it go back byte for byte.
     raw = value.encode(errors="surrogateescape")
-    if b"\x00" in raw:
+    if 0 in raw:  # (an int needle: no TypeError made and dropped first)
         raise ProtocolViolation("string contains a NUL byte")
     return raw + b"\x00"
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from cachetools import TTLCache
 
-from crypto.envelope import armor, dearmor, is_armored, is_envelope, peek_key_id
+from crypto.envelope import ARMOR_PREFIX, armor, dearmor, is_armored, is_envelope, peek_key_id
 from crypto.errors import CryptoError
 from proxy import codec
 from proxy.metrics import Metrics
@@ -111,6 +111,55 @@ OPENED_ROWS_BYTES: Final = KeyCacheConfig().opened_rows
 _OPENED_ROW_OVERHEAD: Final = 200  # dict slot, tuple, two bytes headers
 _MAX_ROW_SHAPES: Final = 256
 _I32: Final = struct.Struct("!i")
+_U32: Final = struct.Struct("!I")
+#: Int32 length prefixes of short values, made once: most envelopes fit.
+_LENGTHS: Final = tuple(_I32.pack(n) for n in range(1024))
+_ARMOR_PREFIX: Final = ARMOR_PREFIX.encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _int16s(count: int) -> struct.Struct:
+    """``count`` Int16s (format codes)."""
+    return struct.Struct(f"!{count}h")
+
+
+@functools.lru_cache(maxsize=64)
+def _bind_formats(count: int) -> struct.Struct:
+    """A Bind's parameter format section: ``count`` codes, then the parameter count."""
+    return struct.Struct(f"!H{count}hH")
+
+
+_MAX_FORMAT_SECTIONS: Final = 16  # per statement: a client sends one or two
+
+
+def _format_section(
+    section: bytes, seals: tuple[ParamSeal | None, ...]
+) -> tuple[tuple[int, ...], bytes] | None:
+    """A Bind's parameter format section (its count, the codes, the parameter
+    count): the format of each parameter, and the section once every sealed
+    parameter is binary; None when ``decode_bind`` would reject it or the
+    parameter count is not ``len(seals)``."""
+    count = len(seals)
+    if len(section) < 4:
+        return None
+    nformats = section[0] << 8 | section[1]
+    if len(section) != 4 + 2 * nformats or (section[-2] << 8 | section[-1]) != count:
+        return None
+    formats: tuple[int, ...]
+    if nformats == count:
+        formats = _int16s(count).unpack_from(section, 2)
+    elif nformats == 1:
+        formats = (section[2] << 8 | section[3],) * count
+    elif nformats == 0:
+        formats = (0,) * count
+    else:
+        return None
+    if any(f != 0 and f != 1 for f in formats):
+        return None
+    sealed = [1 if ps is not None else f for ps, f in zip(seals, formats, strict=True)]
+    return formats, _bind_formats(count).pack(count, *sealed, count)
+
+
 # How long a key id the key store does not hold is remembered as missing. A
 # message that names one is retried after a key load; without this memory the
 # retry would ask for the same key again, forever. Short, because another pgseal
@@ -361,6 +410,20 @@ class BindSealer:
     nulls: tuple[int, ...]  # 0-based indexes of REPLACE_WITH_NULL parameters
     seals: tuple[ParamSeal, ...]
     formats_added: tuple[int, ...]
+    #: For ``SessionCrypto._bind_one_tenant``, None when it does not apply: per
+    #: client parameter its ParamSeal, None for one passed as it came. It
+    #: applies to a statement that only seals (no added parameters, none
+    #: replaced by NULL, no casts) with one tenant source for every value:
+    #: the one-row INSERT or UPDATE.
+    by_index: tuple[ParamSeal | None, ...] | None = None
+    #: The ParamSeals of ``by_index`` in parameter order; whether one stores text.
+    ordered: tuple[ParamSeal, ...] = ()
+    columns: tuple[str, ...] = ()  # their AAD columns
+    text_storage: bool = False
+    #: Format sections seen in this statement's Binds (``_format_section``).
+    sections: dict[bytes, tuple[tuple[int, ...], bytes]] = dataclasses.field(
+        default_factory=dict, compare=False
+    )
 
     @classmethod
     def of(cls, plan: Rewrite, client_types: Sequence[int]) -> BindSealer:
@@ -394,7 +457,29 @@ class BindSealer:
                         p.cast,
                     )
                 )
-        return cls(tuple(nulls), tuple(seals), plan.formats_added)
+        by_index: tuple[ParamSeal | None, ...] | None = None
+        count = plan.client_param_count
+        if (
+            seals
+            and not nulls
+            and not plan.slots
+            and all(ps.cast is None and ps.index < count for ps in seals)
+            and all(ps.tenant == seals[0].tenant for ps in seals)
+        ):
+            one: list[ParamSeal | None] = [None] * count
+            for ps in seals:
+                one[ps.index] = ps
+            by_index = tuple(one)
+        ordered = tuple(ps for ps in by_index or () if ps is not None)
+        return cls(
+            tuple(nulls),
+            tuple(seals),
+            plan.formats_added,
+            by_index,
+            ordered,
+            tuple(ps.qualified for ps in ordered),
+            any(ps.text_storage for ps in ordered),
+        )
 
 
 # --- the process-wide part ----------------------------------------------------------
@@ -625,6 +710,16 @@ class SessionCrypto:
             portal = PortalState(body[:first].decode(errors="surrogateescape"), name, stmt.columns)
             self.portals[portal.portal] = portal
             return None, portal
+        if stmt is not None and isinstance(stmt.plan, Rewrite):
+            sealer = stmt.sealer
+            if sealer is None:
+                sealer = stmt.sealer = BindSealer.of(stmt.plan, stmt.client_types)
+            if sealer.by_index is not None:
+                done = self._bind_one_tenant(body, first, second, stmt, sealer, sealer.by_index)
+                if done is not None:
+                    message, portal = done
+                    self.portals[portal.portal] = portal
+                    return message, portal
         bind = codec.decode_bind(body)
         portal = PortalState(bind.portal, bind.statement, result_formats=tuple(bind.result_formats))
         if stmt is not None:
@@ -633,6 +728,179 @@ class SessionCrypto:
         if stmt is None or not isinstance(stmt.plan, Rewrite):
             return None, portal
         return self._bind_rewrite(bind, stmt, stmt.plan), portal
+
+    def _bind_one_tenant(
+        self,
+        body: bytes,
+        first: int,
+        second: int,
+        stmt: StatementCrypto,
+        sealer: BindSealer,
+        seals: tuple[ParamSeal | None, ...],
+    ) -> tuple[bytes, PortalState] | None:
+        """The Bind of a one-tenant write (``BindSealer.by_index``), rewritten in one pass.
+
+        The Bind's bytes are framed once; parameters passed as they came are
+        copied as runs of the original bytes, each sealed one replaced by its
+        envelope. Only the plain case is done here: a Bind ``decode_bind``
+        would reject, a parameter count that is not the statement's, a value
+        that may be an envelope already or that its column's codec rejects,
+        a tenant that is NULL or refused or whose key is not cached: each
+        returns None with nothing changed, and the exact path
+        (``_bind_rewrite``) handles the Bind, errors included. What both make
+        of a Bind is the same (tests/proxy/test_encryption_bind_one_tenant.py
+        compares them on generated and malformed Binds).
+        """
+        end = len(body)
+        names = body[:second]
+        if not names.isascii():
+            return None  # the exact path decodes them strictly
+        pos = second + 1
+        if pos + 2 > end:
+            return None
+        params_start = pos + 4 + 2 * (body[pos] << 8 | body[pos + 1])
+        section = body[pos:params_start]
+        known = sealer.sections.get(section)
+        if known is None:
+            known = _format_section(section, seals)
+            if known is None:
+                return None
+            if len(sealer.sections) < _MAX_FORMAT_SECTIONS:
+                sealer.sections[section] = known
+        formats, sealed_section = known
+        source = sealer.ordered[0].tenant
+        tenant_at = source.index - 1 if isinstance(source, TenantFromParam) else -1
+        tenant_data: bytes | None = None
+        plaintexts: list[bytes | None] = []  # per sealed parameter, in order; None: NULL
+        spans: list[int] = []  # where each sealed value (its length first) starts and ends
+        holes = False  # some sealed parameter is NULL
+        unpack = _I32.unpack_from
+        pos = params_start
+        try:
+            for i in range(len(seals)):
+                (length,) = unpack(body, pos)
+                ps = seals[i]
+                start = pos
+                pos += 4
+                if length < 0:
+                    if length != -1:
+                        return None
+                    if ps is not None:
+                        plaintexts.append(None)
+                        holes = True
+                    continue  # NULL stays NULL
+                # Past the end, the next length or the result formats are
+                # read past it too: the framing fails below.
+                stop = pos + length
+                if i == tenant_at:
+                    tenant_data = body[pos:stop]
+                if ps is not None:
+                    if stop > end:
+                        return None
+                    data = body[pos:stop]
+                    lead = data[:1]
+                    if lead in _ENVELOPE_LEADS and (
+                        lead == b"\x01"
+                        or data.startswith(_ARMOR_PREFIX)
+                        or data.startswith(b"\\x01")
+                    ):
+                        return None  # maybe an envelope already: the exact path looks
+                    if ps.ascii_as_is and data.isascii() and 0 not in data:
+                        plaintexts.append(data)
+                    elif formats[i] == 1 and ps.via is not None:
+                        plaintexts.append(ps.target.to_canonical(ps.via.to_canonical(data, 1), 0))
+                    else:
+                        plaintexts.append(ps.target.to_canonical(data, formats[i]))
+                    spans.append(start)
+                    spans.append(stop)
+                pos = stop
+            nresults = body[pos] << 8 | body[pos + 1]
+        except (struct.error, IndexError, ValueFormatError):
+            return None
+        if pos + 2 + 2 * nresults != end:
+            return None
+        results = _int16s(nresults).unpack_from(body, pos + 2)
+        sealing: Sequence[ParamSeal] = sealer.ordered
+        columns: Sequence[str] = sealer.columns
+        given: list[bytes] = plaintexts  # type: ignore[assignment]  # no None but holes
+        if holes:
+            sealing = [ps for ps, p in zip(sealing, plaintexts, strict=True) if p is not None]
+            given = [p for p in plaintexts if p is not None]
+            columns = [ps.qualified for ps in sealing]
+            out = list(formats)
+            for ps in sealing:
+                out[ps.index] = 1
+            sealed_section = _bind_formats(len(seals)).pack(len(seals), *out, len(seals))
+        envelopes: list[bytes] = []
+        if sealing:
+            sealed = self._seal_one_tenant(
+                source, tenant_data, formats, stmt, sealing[0].column, columns, given
+            )
+            if sealed is None:
+                return None
+            envelopes = sealed
+            if sealer.text_storage:
+                envelopes = [
+                    armor(e).encode("ascii") if ps.text_storage else e
+                    for ps, e in zip(sealing, envelopes, strict=True)
+                ]
+        parts = [names, b"\x00", sealed_section]
+        prev = params_start
+        edges = iter(spans)
+        for envelope, start, stop in zip(envelopes, edges, edges, strict=True):
+            if start > prev:
+                parts.append(body[prev:start])
+            n = len(envelope)
+            parts.append(_LENGTHS[n] if n < 1024 else _I32.pack(n))
+            parts.append(envelope)
+            prev = stop
+        parts.append(body[prev:])
+        rewritten = b"".join(parts)
+        portal = PortalState(
+            names[:first].decode(), names[first + 1 :].decode(), stmt.columns, results
+        )
+        return b"B" + _U32.pack(len(rewritten) + 4) + rewritten, portal
+
+    def _seal_one_tenant(
+        self,
+        source: TenantSource,
+        tenant_data: bytes | None,
+        formats: tuple[int, ...],
+        stmt: StatementCrypto,
+        column: ProtectedColumn,
+        columns: Sequence[str],
+        plaintexts: list[bytes],
+    ) -> list[bytes] | None:
+        """``_bind_one_tenant``'s envelopes; None (nothing counted) when not the plain case.
+
+        ``column`` is the first sealed one: the one a refusal would name.
+        """
+        if isinstance(source, TenantFromParam):
+            if tenant_data is None:
+                return None
+            try:
+                tenant = self._tenant_param(
+                    tenant_data, formats[source.index - 1], stmt, source.index - 1, column
+                )
+            except Refused:
+                return None
+        elif isinstance(source, TenantLiteral):
+            tenant = source.value
+        else:
+            found = self.tenant
+            if found is None:
+                return None
+            tenant = found
+        session = self.tenant
+        if session is not None and tenant != session:
+            return None
+        try:
+            envelopes = self.enc.crypto.try_seal_many_cached(tenant, columns, plaintexts)
+        except CryptoError:
+            return None
+        if envelopes is not None:
+            self.enc.metrics.values_sealed += len(envelopes)
+        return envelopes
 
     def _bind_rewrite(self, bind: codec.Bind, stmt: StatementCrypto, plan: Rewrite) -> bytes:
         params = bind.params
@@ -687,7 +955,9 @@ class SessionCrypto:
                     continue
             if ps.cast is not None:
                 canonical = self._cast_param(ps.column, ps.cast, data, fmt, stmt, i)
-            elif ps.ascii_as_is and data.isascii() and b"\x00" not in data:
+            elif ps.ascii_as_is and data.isascii() and 0 not in data:
+                # (``0 in``, not ``b"\x00" in``: a bytes needle first fails as an
+                # int, a TypeError made and dropped on every call.)
                 canonical = data  # what the text codec's to_canonical returns, sooner
             else:
                 try:
@@ -828,7 +1098,9 @@ class SessionCrypto:
         elif isinstance(source, TenantFromParam):
             assert bind is not None
             assert stmt is not None
-            tenant = self._tenant_param(bind, stmt, source.index - 1, column)
+            i = source.index - 1
+            data = bind.params[i] if i < len(bind.params) else None
+            tenant = self._tenant_param(data, bind.param_format(i), stmt, i, column)
         else:
             assert isinstance(source, SessionTenant)
             tenant = self.tenant
@@ -862,15 +1134,19 @@ class SessionCrypto:
         return table.tenant_column if table else "the tenant column"
 
     def _tenant_param(
-        self, bind: codec.Bind, stmt: StatementCrypto, i: int, column: ProtectedColumn
+        self,
+        data: bytes | None,
+        fmt: int,
+        stmt: StatementCrypto,
+        i: int,
+        column: ProtectedColumn,
     ) -> str:
-        data = bind.params[i] if i < len(bind.params) else None
+        """The tenant a write names in parameter ``i`` (``data`` in format ``fmt``)."""
         if data is None:
             raise refusal(
                 f"pgseal: the business (tenant column) of this write to {column.qualified} is NULL",
                 sqlstate="23502",
             )
-        fmt = bind.param_format(i)
         oid = _declared(stmt.client_types, i) or _declared(stmt.server_types, i)
         if not oid:
             info = self.enc.catalog.tables.get(f"{column.schema}.{column.table}")
@@ -1204,7 +1480,11 @@ class SessionCrypto:
         unpack = codec.unpack_length
         append = parts.append
         size = len(buf)
-        hits = hit_values = rows = values = 0
+        hit_values = rows = values = 0
+        # The key of a remembered row, once checked (the session's tenant's,
+        # still cached, nothing invalidated): nothing can change that before
+        # this call returns, so the rows it opened need no second check.
+        checked: DataKey | None = None
         while pos + 5 <= size and buf[pos] == 0x44:  # DataRow
             (length,) = unpack(buf, pos + 1)
             end = pos + 1 + length
@@ -1217,13 +1497,15 @@ class SessionCrypto:
             else:
                 body = buf[pos + 5 : end]
                 hit = known.get(body)
-                if (
-                    hit is not None
-                    and (tenant is None or hit[1].tenant == tenant)
-                    and crypto.still_cached(hit[1], generation)
+                if hit is not None and (
+                    hit[1] is checked
+                    or (
+                        (tenant is None or hit[1].tenant == tenant)
+                        and crypto.still_cached(hit[1], generation)
+                    )
                 ):
+                    checked = hit[1]
                     append(hit[0])
-                    hits += 1
                     hit_values += hit[2]
                     pos = end
                     continue
@@ -1237,6 +1519,7 @@ class SessionCrypto:
             rows += 1
             values += row[2]
             pos = end
+        hits = len(parts) - rows  # one message per row, remembered or opened
         if hits or rows:
             crypto.hits += hit_values
             enc.metrics.values_opened += hit_values + values
