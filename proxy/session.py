@@ -1334,6 +1334,21 @@ class Session:
                             seg = end
                             self._row_failed(refused.error)
                             continue
+                    else:
+                        # Nothing to open in this result: the rest of its run
+                        # of DataRows is framed (and length-checked) and
+                        # relayed as it came, without a pass of the loop each.
+                        while pos + 5 <= size and buf[pos] == _T_DATA_ROW:
+                            (length,) = unpack(buf, pos + 1)
+                            if length < 4 or length > limit:
+                                raise codec.length_error(length, limit)
+                            end = pos + 1 + length
+                            if end > size:
+                                break
+                            pos = last = end
+                        if pending[0][0] == COPY_END:  # as after any message
+                            pending.popleft()
+                        continue
             elif pending:
                 head, payload = pending[0]
                 if head >= INJECTED_DESCRIBE:  # pgseal's own request: not relayed
