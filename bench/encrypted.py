@@ -170,11 +170,11 @@ async def _run(
             await conn.close()
 
 
-async def check_stored(direct_dsn: str) -> None:
+async def check_stored(direct_dsn: str, tables: list[str]) -> None:
     """The benchmark measured what it claims: envelopes in enc_*, not plaintext."""
     conn = await asyncpg.connect(direct_dsn)
     try:
-        for table in ("enc_read", "enc_write"):
+        for table in tables:
             row = await conn.fetchrow(f"SELECT {', '.join(FIELDS)} FROM {table} LIMIT 1")
             assert row is not None
             for value in row:
@@ -351,7 +351,8 @@ def main() -> int:
                         cpu.setdefault((workload, name), []).append(per_query)
                         line += f"   {per_query:6.1f} us CPU/query"
                     print(line, flush=True)
-        asyncio.run(check_stored(direct))
+        written = ["enc_read"] + (["enc_write"] if "write" in workloads else [])
+        asyncio.run(check_stored(direct, written))
         metrics = scrape(metrics_port)
 
         print()
