@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
-from passthrough import Target, cpu_seconds, start_pgbouncer  # noqa: E402  (bench/)
+from passthrough import Target, cpu_split, start_pgbouncer  # noqa: E402  (bench/)
 
 from proxy.embedded import EmbeddedPostgres, free_port  # noqa: E402
 from tests.pgseal_process import REPO_ROOT, start_pgseal  # noqa: E402
@@ -336,20 +336,24 @@ def main() -> int:
             bounced = f"postgresql://{user}@127.0.0.1:{bouncer_port}/{database}"
             targets.append(("pgbouncer", bounced, "plain", (bouncer.pid,)))
         cpu: dict[tuple[str, str], list[float]] = {}
+        user_cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
             order = targets if round_ % 2 == 0 else targets[::-1]
             for workload, run in workloads.items():
                 for name, dsn, prefix, pids in order:
                     target = Target(name, "", 0, pids)
-                    before = time.perf_counter(), cpu_seconds(target)
+                    before = time.perf_counter(), cpu_split(target)
                     qps = asyncio.run(run(dsn, f"{prefix}_{workload}", args.clients, args.duration))
                     elapsed = time.perf_counter() - before[0]
                     runs.setdefault((workload, name), []).append(qps)
                     line = f"round {round_ + 1} {workload:5} {name:9} {qps:9.0f} q/s"
                     if pids:  # the proxy's CPU per query (connects included)
-                        per_query = (cpu_seconds(target) - before[1]) / (qps * elapsed) * 1e6
+                        after, queries = cpu_split(target), qps * elapsed
+                        user = (after[0] - before[1][0]) / queries * 1e6
+                        per_query = user + (after[1] - before[1][1]) / queries * 1e6
                         cpu.setdefault((workload, name), []).append(per_query)
-                        line += f"   {per_query:6.1f} us CPU/query"
+                        user_cpu.setdefault((workload, name), []).append(user)
+                        line += f"   {per_query:6.1f} us CPU/query ({user:5.1f} us user)"
                     print(line, flush=True)
         written = ["enc_read"] + (["enc_write"] if "write" in workloads else [])
         asyncio.run(check_stored(direct, written))
@@ -385,6 +389,7 @@ def main() -> int:
                       f"pgseal/PgBouncer {seal / bounced_qps:.2f}x")  # fmt: skip
             costs = ", ".join(
                 f"{name} {statistics.median(cpu[(workload, name)]):.1f} us"
+                f" ({statistics.median(user_cpu[(workload, name)]):.1f} user)"
                 for name in ("pgseal", "relay", "pgbouncer")
                 if (workload, name) in cpu
             )

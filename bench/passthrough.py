@@ -54,18 +54,24 @@ class Target:
     children: bool = False  # the work is done by their child processes too
 
 
-def cpu_seconds(target: Target) -> float:
-    """User + system CPU time of a target's processes so far (0 for direct)."""
+def cpu_split(target: Target) -> tuple[float, float]:
+    """User and system CPU time of a target's processes so far (0 for direct).
+
+    On this kind of machine most of a proxy's time is the kernel's (loopback
+    TCP sends); the user part is what the proxy's own code can change.
+    """
     pids = list(target.pids)
     if target.children:
         for parent in target.pids:
             children = Path(f"/proc/{parent}/task/{parent}/children").read_text()
             pids += [int(pid) for pid in children.split()]
-    total = 0
+    user = system = 0
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        user += int(fields[11])
+        system += int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
 
 
 def ensure_pgbouncer() -> str:
@@ -277,12 +283,13 @@ def main() -> int:
             targets.append(Target(f"pgbouncer*{n}", "127.0.0.1", shared_port, pids))
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         cpu: dict[tuple[str, str], list[float]] = {}
+        user_cpu: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
             shift = round_ % len(targets)
             order = targets[shift:] + targets[:shift]
             for mode in ("prepared", "simple"):
                 for target in order:
-                    cpu_before = cpu_seconds(target)
+                    cpu_before = cpu_split(target)
                     tps, lat = pgbench(
                         target,
                         user,
@@ -290,7 +297,9 @@ def main() -> int:
                         ["-S", "-M", mode, "-c", str(args.clients), "-j", str(args.threads),
                          "-T", str(args.duration), "-n"],
                     )  # fmt: skip
-                    used = cpu_seconds(target) - cpu_before
+                    cpu_after = cpu_split(target)
+                    user_used = cpu_after[0] - cpu_before[0]
+                    used = user_used + cpu_after[1] - cpu_before[1]
                     results.setdefault((mode, target.name), []).append((tps, lat))
                     line = f"round {round_ + 1} {mode:8} {target.name:9} {tps:10.0f} tps"
                     line += f" {lat:7.3f} ms"
@@ -298,8 +307,10 @@ def main() -> int:
                         # CPU per transaction barely depends on the machine's
                         # load, unlike TPS: the fairer comparison of proxies.
                         per_txn = used / (tps * args.duration) * 1e6
+                        user_txn = user_used / (tps * args.duration) * 1e6
                         cpu.setdefault((mode, target.name), []).append(per_txn)
-                        line += f" {per_txn:6.1f} us CPU/txn"
+                        user_cpu.setdefault((mode, target.name), []).append(user_txn)
+                        line += f" {per_txn:6.1f} us CPU/txn ({user_txn:4.1f} user)"
                     print(line, flush=True)
         print()
         print(f"pgbench -S -c {args.clients} -j {args.threads} -T {args.duration}, "
@@ -322,6 +333,12 @@ def main() -> int:
             bouncer_cpu = statistics.median(cpu[(mode, "pgbouncer")])
             print(f"{mode:9} proxy CPU per transaction: pgseal {seal_cpu:.1f} us, "
                   f"pgbouncer {bouncer_cpu:.1f} us ({seal_cpu / bouncer_cpu:.2f}x)")  # fmt: skip
+            users = ", ".join(
+                f"{target.name} {statistics.median(user_cpu[(mode, target.name)]):.1f} us"
+                for target in targets
+                if target.pids
+            )
+            print(f"{mode:9} of which user (the rest is the kernel's): {users}")
             if args.workers > 1:
                 n = args.workers
                 many, bouncers_tps = medians[f"pgseal*{n}"][0], medians[f"pgbouncer*{n}"][0]
