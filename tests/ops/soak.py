@@ -79,6 +79,8 @@ RULES = """tables:
       phone: {type: text}
       email: {type: text, searchable: email_bidx}
 """
+#: pgseal's ``key_cache.opened_rows`` in the soak: well below the RSS bound.
+OPENED_ROWS_BYTES = 1 << 20
 _PLAINTEXT_IN_LOG = re.compile(r"Soak Person|@soak\.example|\+49 [34]0 \d{7}")
 #: Errors a client may see while the injector works: lost and refused
 #: connections, cancels, shutdowns, timeouts, the key store briefly away.
@@ -570,7 +572,11 @@ async def run_soak(options: SoakOptions, workdir: Path | None = None) -> SoakRep
             (workdir or base) / "pgseal",
             f"postgresql://127.0.0.1:{hop.port}/postgres",
             f"service_dsn: {via_hop}\nmaster_key: env:PGSEAL_SOAK_MK\n"
-            "limits: {connect_timeout_seconds: 3, startup_timeout_seconds: 10}\n" + RULES,
+            "limits: {connect_timeout_seconds: 3, startup_timeout_seconds: 10}\n"
+            # The opened-rows memory fills by design up to its bound (16 MiB
+            # by default, cleared when full): small here, so it fills and
+            # clears many times and RSS growth past it is a leak.
+            f"key_cache: {{opened_rows: {OPENED_ROWS_BYTES}}}\n" + RULES,
             {"PGSEAL_SOAK_MK": master_key},
             args=("--workers", str(options.workers)) if options.workers > 1 else (),
         )
