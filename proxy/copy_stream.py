@@ -24,8 +24,8 @@ from typing import Final
 
 from crypto.envelope import armor
 from proxy.encryption import NeedKeys, SessionCrypto, column_codec, refusal
-from proxy.pgtypes import ValueFormatError
 from rules.model import ProtectedColumn
+from rules.pgtypes import ValueFormatError
 from rules.plan_types import CopyInfo
 
 __all__ = ["CopyIn", "CopyOut", "copy_transform", "unsupported_copy_options"]

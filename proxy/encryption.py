@@ -44,11 +44,11 @@ from crypto.envelope import ARMOR_PREFIX, armor, dearmor, is_armored, is_envelop
 from crypto.errors import CryptoError
 from proxy import codec
 from proxy.metrics import Metrics
-from proxy.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
 from rules.casts import convert_value
 from rules.catalog import CatalogMap, load_catalog
 from rules.config import KeyCacheConfig
 from rules.model import ProtectedColumn, Rules
+from rules.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
 from rules.plan_cache import Planner
 from rules.plan_types import (
     BindAction,

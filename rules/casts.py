@@ -24,14 +24,14 @@ from typing import Final
 
 from sqlglot import exp
 
-from proxy.pgtypes import (
+from rules.model import ProtectedColumn
+from rules.pgtypes import (
     DatatypeMismatch,
     NumericValueOutOfRange,
     UnsupportedValueFormat,
     ValueCodec,
     codec_for,
 )
-from rules.model import ProtectedColumn
 from rules.plan_types import LOGICAL_TYPE_OIDS, ValueCast
 
 __all__ = [

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from proxy.pgtypes import ValueFormatError
 from rules.analysis import (
     DefaultValue,
     Findings,
@@ -41,6 +40,7 @@ from rules.casts import (
     convert_value,
 )
 from rules.model import ProtectedColumn
+from rules.pgtypes import ValueFormatError
 from rules.plan_types import (
     BYTEA_OID,
     LOGICAL_TYPE_OIDS,

@@ -75,7 +75,7 @@ _KEYWORD_TEXT: Final = """
 """
 _KEYWORDS: Final = frozenset(_KEYWORD_TEXT.split())
 
-#: Settings under which ``value::text`` is pgseal's canonical text (see proxy.pgtypes).
+#: Settings under which ``value::text`` is pgseal's canonical text (see rules.pgtypes).
 CANONICAL_SETTINGS_SQL: Final = (
     "SET LOCAL DateStyle = 'ISO, MDY';\n"
     "SET LOCAL TimeZone = 'UTC';\n"

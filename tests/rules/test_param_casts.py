@@ -6,9 +6,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from proxy.pgtypes import ValueFormatError
 from rules.casts import convert_value, value_cast
 from rules.model import ProtectedColumn, ProtectedTable, Rules
+from rules.pgtypes import ValueFormatError
 from rules.plan import (
     BindAction,
     BlindIndex,

@@ -1,4 +1,4 @@
-"""proxy.pgtypes against a live PostgreSQL: PostgreSQL itself is the oracle.
+"""rules.pgtypes against a live PostgreSQL: PostgreSQL itself is the oracle.
 
 For every sample input the server is asked for its text output (``$1::type`` fetched
 in text: the type's output function, what a DataRow carries), its binary send format
@@ -25,8 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import pq
 
-from proxy import pgtypes
-from proxy.pgtypes import (
+from rules import pgtypes
+from rules.pgtypes import (
     ARRAY_OIDS,
     LOGICAL_TYPE_OIDS,
     LOGICAL_TYPES,
@@ -105,7 +105,7 @@ def test_type_table_matches_pg_type(pg_conn: psycopg.Connection[tuple[object, ..
     # The block in the source is exactly what the generator writes for this catalog.
     rendered = pgtypes.render_type_table([(name, *values) for name, values in found.items()])
     source = Path(pgtypes.__file__).read_text(encoding="utf-8")
-    assert rendered in source, "run: python -m proxy.pgtypes DSN"
+    assert rendered in source, "run: python -m rules.pgtypes DSN"
 
 
 def test_required_oids() -> None:

@@ -22,7 +22,7 @@ the text format.
 Text input follows PostgreSQL's own input functions (leading/trailing blanks,
 ``0x``/``0o``/``0b`` and ``_`` digit separators of PostgreSQL 16+, ``1e2``,
 ``yes``/``on``, ``{...}`` uuids, bytea escape format, ...) and is checked against a
-live server in ``tests/proxy/test_pgtypes.py``. Deliberate limits, each refused
+live server in ``tests/rules/test_pgtypes.py``. Deliberate limits, each refused
 with a typed error rather than guessed:
 
 * ``timestamptz`` is normalised to UTC: text input without a zone is read as UTC
@@ -98,7 +98,7 @@ class PgTypeInfo(NamedTuple):
 
 
 # The logical-type names are pgseal's decision; everything else below is copied out
-# of pg_type by `python -m proxy.pgtypes DSN` (tests/proxy/test_pgtypes.py checks it
+# of pg_type by `python -m rules.pgtypes DSN` (tests/rules/test_pgtypes.py checks it
 # against a live server). Built-in OIDs are fixed by PostgreSQL's catalog headers.
 _TYPNAMES: Final[dict[str, str]] = {
     "text": "text",
@@ -116,7 +116,7 @@ _TYPNAMES: Final[dict[str, str]] = {
     "bytea": "bytea",
 }
 
-# BEGIN GENERATED TYPE TABLE (python -m proxy.pgtypes DSN)
+# BEGIN GENERATED TYPE TABLE (python -m rules.pgtypes DSN)
 _TYPE_TABLE: Final[tuple[PgTypeInfo, ...]] = (
     PgTypeInfo("text", "text", 25, 1009, -1),
     PgTypeInfo("varchar", "varchar", 1043, 1015, -1),
@@ -1548,7 +1548,7 @@ def _main(argv: Sequence[str]) -> int:  # pragma: no cover - a maintainer's tool
     import asyncpg
 
     if len(argv) != 1:
-        print("usage: python -m proxy.pgtypes POSTGRES_DSN", file=sys.stderr)
+        print("usage: python -m rules.pgtypes POSTGRES_DSN", file=sys.stderr)
         return 2
 
     async def fetch() -> list[tuple[str, int, int, int]]:
