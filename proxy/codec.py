@@ -219,10 +219,10 @@ class _Reader:
         self.pos += nul - offset + 1
         return value
 
-    def cstr(self) -> str:
+    def cstr(self, errors: str = "strict") -> str:
         raw = self.cstr_bytes()
         try:
-            return raw.decode()
+            return raw.decode(errors=errors)
         except UnicodeDecodeError as exc:
             raise ProtocolViolation("string is not valid UTF-8") from exc
 
@@ -320,10 +320,11 @@ class Parse:
         return encode_parse(self.name, self.query, self.param_types)
 
 
-def decode_parse(body: bytes | memoryview) -> Parse:
+def decode_parse(body: bytes | memoryview, errors: str = "strict") -> Parse:
+    """``errors="surrogateescape"`` reads text in another encoding losslessly."""
     reader = _Reader(body)
-    name = reader.cstr()
-    query = reader.cstr()
+    name = reader.cstr(errors)
+    query = reader.cstr(errors)
     count = reader.uint16()
     types = tuple(reader.uint32() for _ in range(count))
     reader.done()
@@ -506,9 +507,10 @@ def decode_execute(body: bytes | memoryview) -> Execute:
     return Execute(portal, max_rows)
 
 
-def decode_query(body: bytes | memoryview) -> str:
+def decode_query(body: bytes | memoryview, errors: str = "strict") -> str:
+    """``errors="surrogateescape"`` reads text in another encoding losslessly."""
     reader = _Reader(body)
-    query = reader.cstr()
+    query = reader.cstr(errors)
     reader.done()
     return query
 

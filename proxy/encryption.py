@@ -643,6 +643,12 @@ class SessionCrypto:
         self.copy_pending: object | None = None
         #: (id of a RowColumns, result formats) -> how its DataRows are opened.
         self.row_plans: dict[tuple[int, tuple[int, ...]], RowPlan] = {}
+        #: The client_encoding Postgres reported when it is one pgseal's UTF-8
+        #: plaintext does not fit (LATIN1, WIN1252, ...); None while it fits.
+        self.foreign_encoding: str | None = None
+        #: A statement that may change client_encoding is in flight (the
+        #: session clears it when Postgres has answered everything sent).
+        self.encoding_changing = False
 
     # -- tenant --------------------------------------------------------------------
     @property
@@ -665,6 +671,48 @@ class SessionCrypto:
             if info.is_ddl:
                 self.catalog_stale = True
 
+    def note_encodings(self, client_encoding: str, server_encoding: str) -> None:
+        """The session's encodings, from Postgres's ParameterStatus.
+
+        pgseal seals and opens text as UTF-8, and Postgres converts only what it
+        sees in plaintext: under any other client_encoding an opened value
+        would reach the client in the wrong encoding and a client's value would
+        be sealed as bytes it did not mean. So while the client_encoding is not
+        UTF8 (or SQL_ASCII on a UTF8 or SQL_ASCII database: no conversion
+        either way), statements on encrypted tables are refused, and so are
+        the rows of one already running.
+        """
+        fits = client_encoding == "UTF8" or (
+            client_encoding == "SQL_ASCII" and server_encoding in ("UTF8", "SQL_ASCII", "")
+        )
+        foreign = None if fits else client_encoding
+        if foreign != self.foreign_encoding:
+            self.foreign_encoding = foreign
+            self.row_plans.clear()  # remade for the new encoding
+            for portal in self.portals.values():
+                portal.row_plan = None
+
+    def _encoding_refusal(self, what: str) -> Refused:
+        if self.foreign_encoding is None:
+            return refusal(
+                f"pgseal: a change of client_encoding in flight before a statement on "
+                f"encrypted {what} is not supported",
+                "send the SET on its own and wait for its answer: Postgres tells pgseal "
+                "the new encoding when everything sent so far is answered",
+            )
+        return refusal(
+            f"pgseal: client_encoding {self.foreign_encoding} on encrypted {what} is not supported",
+            "pgseal seals and opens text as UTF-8: SET client_encoding = 'UTF8' "
+            "(or connect with client_encoding=UTF8)",
+        )
+
+    def _check_encoding(self, statements: Sequence[StatementInfo]) -> None:
+        if self.foreign_encoding is None and not self.encoding_changing:
+            return
+        for info in statements:
+            if info.tables:
+                raise self._encoding_refusal(f"table {sorted(info.tables)[0]}")
+
     def transaction_ended(self, rolled_back: bool) -> None:
         """ReadyForQuery 'I': SET LOCAL ends; a rolled-back SET is undone."""
         self.local_set = False
@@ -681,6 +729,7 @@ class SessionCrypto:
         self._count(plan)
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
+        self._check_encoding(statements)
         if any(info.copy is not None for info in statements):
             raise _copy_refusal(statements)
         self._apply_statements(statements)
@@ -700,6 +749,9 @@ class SessionCrypto:
             raise codec.ProtocolViolation("string is not NUL-terminated")
         name = body[first + 1 : second].decode(errors="surrogateescape")
         stmt = self.statements.get(name)
+        if stmt is not None and (self.foreign_encoding is not None or self.encoding_changing):
+            # Prepared before the encoding changed: its values would be misread now.
+            self._check_encoding(_statements_of(stmt.plan))
         if (
             stmt is not None
             and stmt.columns is not None
@@ -1025,6 +1077,7 @@ class SessionCrypto:
         self._count(plan)
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
+        self._check_encoding(statements)
         self.copy_pending = None
         if any(info.copy is not None for info in statements):
             self.copy_pending = self._copy(statements, sql)
@@ -1442,8 +1495,10 @@ class SessionCrypto:
         if plan is None or plan.columns is not columns:
             if len(self.row_plans) >= _MAX_ROW_SHAPES:
                 self.row_plans.clear()
-            plan = self.row_plans[key] = _row_plan(
-                columns, state.result_formats, self.enc.opened_rows
+            plan = self.row_plans[key] = (
+                _row_plan(columns, state.result_formats, self.enc.opened_rows)
+                if self.foreign_encoding is None
+                else RowPlan(columns, None)  # the per-field path refuses
             )
         state.row_plan = plan
         return plan
@@ -1630,6 +1685,8 @@ class SessionCrypto:
 
     def _data_row_by_field(self, body: bytes, state: PortalState, columns: RowColumns) -> bytes:
         """Every case of every field: missing keys, failures, armoured text, migration."""
+        if self.foreign_encoding is not None:
+            raise self._encoding_refusal(f"column {columns.protected[0][1].qualified}")
         values = codec.decode_data_row(body)
         formats = state.result_formats
         single = formats[0] if len(formats) == 1 else None

@@ -251,6 +251,11 @@ _SQL_REGISTRY = re.compile(rb"(?i)\b(prepare|deallocate|discard)\b")
 # A cheap necessary condition for _SQL_REGISTRY ("pre", "dea" or "dis" in any
 # case): most queries fail it, and it costs a fraction of the full search.
 _SQL_REGISTRY_HINT = re.compile(rb"[pPdD][rReEiI][eEaAsS]")
+# Statements that may change client_encoding, which Postgres reports only at
+# the next ReadyForQuery: SET/RESET client_encoding, set_config(...), SET NAMES,
+# RESET ALL, DISCARD ALL. The hint is a cheap necessary condition.
+_ENCODING_CHANGE = re.compile(rb"(?i)client_encoding|\bset\s+names\b|\b(?:reset|discard)\s+all\b")
+_ENCODING_HINT = re.compile(rb"[nN][cC][oO][dD]|[aA][mM][eE][sS]|[aA][lL][lL]")
 _PREPARE = re.compile(r"(?is)^\s*prepare\s+(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DEALLOCATE = re.compile(r"(?is)^\s*deallocate\s+(?:prepare\s+)?(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DISCARD = re.compile(r"(?is)^\s*discard\s+(all|plans)\b")
@@ -885,8 +890,15 @@ class Session:
         """
         pending = self._pending
         body = buf[start + 5 : end]
+        # Under another client_encoding the text is read losslessly to plan it:
+        # a statement on an encrypted table is refused then, any other goes as it came.
+        errors = "strict" if crypt.foreign_encoding is None else "surrogateescape"
+        if kind in (0x50, 0x51) and _ENCODING_HINT.search(body) and _ENCODING_CHANGE.search(body):
+            # Until Postgres has answered everything in flight, the encoding of
+            # what follows is unknown: statements on encrypted tables are refused.
+            crypt.encoding_changing = True
         if kind == 0x50:  # Parse
-            parse = codec.decode_parse(body)
+            parse = codec.decode_parse(body, errors)
             replacement = crypt.parse(parse)
             self.statements[parse.name] = PreparedStatement(parse.query, parse.param_types)
             pending.append((PARSE, parse.name))
@@ -907,7 +919,7 @@ class Session:
                 pending.append((DESCRIBE_P, found))
             return None
         if kind == 0x51:  # Query
-            sql = codec.decode_query(body)
+            sql = codec.decode_query(body, errors)
             replacement = crypt.query(sql)
             if isinstance(crypt.copy_pending, CopyIn):
                 # Clients may send CopyData before the CopyInResponse arrives.
@@ -1172,7 +1184,12 @@ class Session:
             name, _, value = body.rstrip(b"\x00").partition(b"\x00")
             self.server_params[name.decode()] = value.decode()
         except UnicodeDecodeError:
-            pass
+            return
+        if self.crypt is not None and name in (b"client_encoding", b"server_encoding"):
+            params = self.server_params
+            self.crypt.note_encodings(
+                params.get("client_encoding", "UTF8"), params.get("server_encoding", "")
+            )
 
     def _server_messages(self, buf: bytes) -> bytes:
         """Frame and track the server's messages in pure pass-through: the hot path.
@@ -1360,6 +1377,8 @@ class Session:
                     self.txn_status = status
                     pending.popleft()
                     crypt.copy_pending = None
+                    if not pending:  # every answer in: a new client_encoding is known
+                        crypt.encoding_changing = False
                     self._copy_out = None
                     if self._copy_in is not None:
                         # The COPY ended (an error?) before the client's CopyDone:
