@@ -1367,10 +1367,15 @@ class SessionCrypto:
             return None
         arrays = {s.source.index for s in plan.slots if isinstance(s.source, ClientParamArray)}
         shown = types[: plan.client_param_count]
+        declared = stmt.client_types
         for p in plan.params:
             if p.index > len(shown):
                 continue
-            if p.index in arrays and p.column is not None:
+            if p.index <= len(declared) and declared[p.index - 1]:
+                # A type the client gave in Parse is reported as it is, as Postgres
+                # does (pgjdbc refuses a statement whose varchar comes back as text).
+                shown[p.index - 1] = declared[p.index - 1]
+            elif p.index in arrays and p.column is not None:
                 shown[p.index - 1] = _ARRAY_OID.get(p.column.logical_type, 1009)
             elif p.logical_oid is not None:
                 shown[p.index - 1] = p.logical_oid
