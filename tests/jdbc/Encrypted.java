@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import org.postgresql.PGConnection;
+import org.postgresql.PGResultSetMetaData;
 import org.postgresql.copy.CopyManager;
 import org.postgresql.util.PGobject;
 
@@ -106,18 +107,30 @@ public final class Encrypted {
             ps.setInt(1, id);
             try (ResultSet rs = ps.executeQuery()) {
                 check.put("text_rows", rs.next() ? typedRow(rs) : null).put("text_more", rs.next());
+                PGResultSetMetaData md = rs.getMetaData().unwrap(PGResultSetMetaData.class);
+                List<Integer> formats = new ArrayList<>();
+                for (int column = 1; column <= 14; column++) {
+                    formats.add(md.getFormat(column));
+                }
+                check.put("text_formats", formats);
             }
         }
         try (Connection c = connect("prepareThreshold", "1", "binaryTransfer", "true");
                 PreparedStatement ps = c.prepareStatement(TYPED_SELECT)) {
             List<Object> rows = new ArrayList<>();
+            List<Integer> formats = new ArrayList<>();
             for (int i = 0; i < 3; i++) {
                 ps.setInt(1, id);
                 try (ResultSet rs = ps.executeQuery()) {
                     rows.add(rs.next() ? typedRow(rs) : null);
+                    formats.clear();
+                    PGResultSetMetaData md = rs.getMetaData().unwrap(PGResultSetMetaData.class);
+                    for (int column = 1; column <= 14; column++) {
+                        formats.add(md.getFormat(column));
+                    }
                 }
             }
-            check.put("binary_rows", rows);
+            check.put("binary_rows", rows).put("binary_formats", formats);
         }
     }
 
