@@ -333,3 +333,79 @@ async def test_no_plaintext_reached_postgres_or_pgseal_log(
         )
         assert dump is not None
         assert jdbc.tag not in dump
+
+
+async def test_binary_parameters_with_prepare_threshold_minus_1(
+    jdbc: JdbcRun, auditor: asyncpg.Connection
+) -> None:
+    check = jdbc["binary_parameters"]
+    tag = jdbc.tag
+    assert check["read"] == [
+        f"bin-{tag}-{i}|{-(2**63) + i}|{100 + i}|{i}.00000000000000000001|0001-01-0{1 + i}"
+        f"|2020-02-29T23:59:59.999999|2020-01-02T10:34:05Z|{uuid}|0{i}0080|1"
+        for i, uuid in enumerate(
+            [
+                "00000000-0000-0000-0000-000000000000",
+                "00000000-0000-0001-ffff-ffffffffffff",
+                "00000000-0000-0002-ffff-fffffffffffe",
+            ]
+        )
+    ]
+    # setDouble: a binary float8, which pgseal cannot read, is refused rather than misread.
+    assert check["double"]["sqlstate"] == "0A000"
+    assert "binary value of type OID 701" in check["double"]["message"]
+    assert check["double_rows"] == 0
+    rows = await auditor.fetch(
+        "SELECT c_text, c_bigint, c_smallint, c_numeric, c_date, c_ts, c_tstz, c_uuid, c_bytea"
+        " FROM typed WHERE business_id BETWEEN $1 AND $2",
+        jdbc.business + 30,
+        jdbc.business + 32,
+    )
+    assert len(rows) == 3
+    for row in rows:
+        for value in row.values():
+            assert_envelope(value, tag, "0001-01-0", "2020-0")
+
+
+async def test_any_in_update_batch_and_tenant_option(
+    jdbc: JdbcRun, auditor: asyncpg.Connection
+) -> None:
+    check = jdbc["arrays_updates_options"]
+    tag = jdbc.tag
+    assert check["any"] == ["ar1", "ar3"]  # = ANY(text[]), each element normalised
+    assert check["in"] == ["ar2", "ar4"]
+    assert check["updated"] == 3
+    assert check["rows"] == [
+        f"ar0|arph-{tag}-0", "ar1|null", f"ar2|arph-{tag}-2", "ar3|null", f"ar4|arph-{tag}-4",
+    ]  # fmt: skip
+    assert check["option_tenant"] == ["ar2"]  # options=-c pgseal.tenant=...
+    for row in await auditor.fetch(
+        "SELECT email, tax_id, phone FROM customers WHERE business_id = $1 AND phone IS NOT NULL",
+        jdbc.business + 40,
+    ):
+        for value in row.values():
+            assert_envelope(value, tag)
+
+
+def test_passthrough_scenarios_on_the_encrypted_pgseal(stack: Stack) -> None:
+    """The plain-table scenarios of tests/jdbc, through the encrypting session."""
+    jdbc = compiled()
+    direct = jdbc.start(
+        "PassThrough", url("127.0.0.1", stack.cluster.port, "postgres", "postgres"), "jdbc_d"
+    )
+    proxy = jdbc.start(
+        "PassThrough", url("127.0.0.1", stack.proxy.port, "postgres", "postgres"), "jdbc_p"
+    )
+    by_direct, by_proxy = jdbc.results(direct), jdbc.results(proxy)
+
+    def normal(results: Results, prefix: str) -> dict[str, Any]:
+        checks = {
+            k: {f: v for f, v in c.items() if f != "elapsed_ms"} for k, c in results.checks.items()
+        }
+        normalised: dict[str, Any] = json.loads(json.dumps(checks).replace(prefix, "T"))
+        return normalised
+
+    assert by_proxy["done"] == {"check": "done"}
+    assert not [c for c in by_proxy.checks.values() if "error" in c]
+    assert len(by_proxy.checks) == 19
+    assert normal(by_proxy, "jdbc_p") == normal(by_direct, "jdbc_d")

@@ -57,6 +57,8 @@ public final class Encrypted {
         Checks.run("fetch_size", e::fetchSize);
         Checks.run("statement_and_returning", e::statementAndReturning);
         Checks.run("refused_in_transaction", e::refusedInTransaction);
+        Checks.run("binary_parameters", e::binaryParameters);
+        Checks.run("arrays_updates_options", e::arraysUpdatesOptions);
         Checks.check("done").emit();
     }
 
@@ -612,5 +614,133 @@ public final class Encrypted {
             check.put("rows", names(c, id));
         }
         check.emit();
+    }
+
+    /**
+     * prepareThreshold=-1: named from the first execution, Describe before Bind,
+     * binary parameters (java.time objects, int8, int2, numeric, bytea, uuid) and
+     * results. setDouble sends a binary float8 that pgseal has no reader for: refused.
+     */
+    private void binaryParameters() throws SQLException {
+        Checks.Check check = Checks.check("binary_parameters");
+        String insert = "INSERT INTO typed (business_id, c_text, c_bigint, c_smallint, c_numeric, c_date,"
+                + " c_ts, c_tstz, c_uuid, c_bytea) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        List<String> read = new ArrayList<>();
+        try (Connection c = connect("prepareThreshold", "-1")) {
+            try (PreparedStatement ps = c.prepareStatement(insert)) {
+                for (int i = 0; i < 3; i++) {
+                    ps.setInt(1, business + 30 + i);
+                    ps.setString(2, "bin-" + tag + "-" + i);
+                    ps.setLong(3, Long.MIN_VALUE + i);
+                    ps.setShort(4, (short) (100 + i));
+                    ps.setBigDecimal(5, new BigDecimal("1e-20").add(BigDecimal.valueOf(i)));
+                    ps.setObject(6, java.time.LocalDate.of(1, 1, 1 + i));
+                    ps.setObject(7, java.time.LocalDateTime.of(2020, 2, 29, 23, 59, 59, 999_999_000));
+                    ps.setObject(8, java.time.OffsetDateTime.parse("2020-01-02T03:04:05-07:30"));
+                    ps.setObject(9, new UUID(i, -i));
+                    ps.setBytes(10, new byte[] {(byte) i, 0, (byte) 0x80});
+                    ps.executeUpdate();
+                }
+            }
+            try (PreparedStatement ps = c.prepareStatement("SELECT c_text, c_bigint, c_smallint, c_numeric,"
+                    + " c_date, c_ts, c_tstz, c_uuid, c_bytea FROM typed WHERE business_id = ?")) {
+                for (int i = 0; i < 3; i++) {
+                    ps.setInt(1, business + 30 + i);
+                    try (ResultSet rs = ps.executeQuery()) {
+                        rs.next();
+                        read.add(rs.getString(1) + "|" + rs.getLong(2) + "|" + rs.getShort(3) + "|"
+                                + rs.getBigDecimal(4).toPlainString() + "|" + rs.getObject(5, java.time.LocalDate.class)
+                                + "|" + rs.getObject(6, java.time.LocalDateTime.class) + "|"
+                                + rs.getObject(7, OffsetDateTime.class).toInstant() + "|"
+                                + rs.getObject(8, UUID.class) + "|" + hex(rs.getBytes(9)) + "|"
+                                + rs.getMetaData().unwrap(PGResultSetMetaData.class).getFormat(2));
+                    }
+                }
+            }
+            check.put("read", read);
+            try (PreparedStatement ps = c.prepareStatement(
+                    "INSERT INTO typed (business_id, c_numeric, c_text) VALUES (?, ?, ?)")) {
+                ps.setInt(1, business + 33);
+                ps.setDouble(2, 1.25);
+                ps.setString(3, "dbl-" + tag);
+                ps.executeUpdate();
+                check.put("double_raised", false);
+            } catch (SQLException e) {
+                check.error("double", e);
+            }
+            try (PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM typed WHERE business_id = ?")) {
+                ps.setInt(1, business + 33);
+                try (ResultSet rs = ps.executeQuery()) {
+                    rs.next();
+                    check.put("double_rows", rs.getLong(1));
+                }
+            }
+        }
+        check.emit();
+    }
+
+    /** = ANY(array) and IN on a searchable column, a batch of UPDATEs, the tenant as a startup option. */
+    private void arraysUpdatesOptions() throws SQLException {
+        int id = business + 40;
+        Checks.Check check = Checks.check("arrays_updates_options");
+        try (Connection c = connect()) {
+            try (PreparedStatement ps = c.prepareStatement(
+                    "INSERT INTO customers (business_id, name, email, tax_id) VALUES (?, ?, ?, ?)")) {
+                for (int i = 0; i < 5; i++) {
+                    ps.setInt(1, id);
+                    ps.setString(2, "ar" + i);
+                    ps.setString(3, "ar" + i + "-" + tag + "@x");
+                    ps.setString(4, "ARTAX-" + tag + "-" + i);
+                    ps.addBatch();
+                }
+                ps.executeBatch();
+            }
+            try (PreparedStatement ps = c.prepareStatement(
+                    "SELECT name FROM customers WHERE business_id = ? AND email = ANY(?) ORDER BY name")) {
+                ps.setInt(1, id);
+                ps.setArray(2, c.createArrayOf("text", new String[] {
+                    "AR1-" + tag + "@X", " ar3-" + tag + "@x", "nobody@x"}));
+                check.put("any", names(ps));
+            }
+            try (PreparedStatement ps = c.prepareStatement(
+                    "SELECT name FROM customers WHERE business_id = ? AND tax_id IN (?, ?) ORDER BY name")) {
+                ps.setInt(1, id);
+                ps.setString(2, "ARTAX-" + tag + "-2");
+                ps.setString(3, "ARTAX-" + tag + "-4");
+                check.put("in", names(ps));
+            }
+            try (PreparedStatement ps = c.prepareStatement(
+                    "UPDATE customers SET phone = ? WHERE business_id = ? AND email = ?")) {
+                for (int i = 0; i < 5; i += 2) {
+                    ps.setString(1, "arph-" + tag + "-" + i);
+                    ps.setInt(2, id);
+                    ps.setString(3, "ar" + i + "-" + tag + "@x");
+                    ps.addBatch();
+                }
+                long total = 0;
+                for (int count : ps.executeBatch()) {
+                    total += count;
+                }
+                check.put("updated", total);
+            }
+            check.put("rows", names(c, id));
+        }
+        try (Connection c = connect("options", "-c pgseal.tenant=" + id)) {
+            try (PreparedStatement ps = c.prepareStatement("SELECT name FROM customers WHERE email = ?")) {
+                ps.setString(1, "ar2-" + tag + "@x");
+                check.put("option_tenant", names(ps));
+            }
+        }
+        check.emit();
+    }
+
+    private static List<String> names(PreparedStatement ps) throws SQLException {
+        List<String> names = new ArrayList<>();
+        try (ResultSet rs = ps.executeQuery()) {
+            while (rs.next()) {
+                names.add(rs.getString(1));
+            }
+        }
+        return names;
     }
 }
