@@ -409,3 +409,20 @@ def test_passthrough_scenarios_on_the_encrypted_pgseal(stack: Stack) -> None:
     assert not [c for c in by_proxy.checks.values() if "error" in c]
     assert len(by_proxy.checks) == 19
     assert normal(by_proxy, "jdbc_p") == normal(by_direct, "jdbc_d")
+
+
+async def test_updatable_result_set(jdbc: JdbcRun, auditor: asyncpg.Connection) -> None:
+    check = jdbc["updatable_result_set"]
+    tag = jdbc.tag
+    # The driver's own UPDATE ... WHERE "id" = $2 names no business: refused.
+    assert check["no_tenant"]["sqlstate"] == "42501"
+    assert "cannot tell which business" in check["no_tenant"]["message"]
+    assert check["read"] == f"up-{tag}"
+    assert check["after_update_row"] == f"up-new-{tag}"
+    assert check["rows"] == [f"up|up-new-{tag}", f"up-ins|up-ins-{tag}"]
+    rows = await auditor.fetch(
+        "SELECT phone FROM customers WHERE business_id = $1", jdbc.business + 50
+    )
+    assert len(rows) == 2
+    for row in rows:
+        assert_envelope(row["phone"], tag)

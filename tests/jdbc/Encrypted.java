@@ -59,6 +59,7 @@ public final class Encrypted {
         Checks.run("refused_in_transaction", e::refusedInTransaction);
         Checks.run("binary_parameters", e::binaryParameters);
         Checks.run("arrays_updates_options", e::arraysUpdatesOptions);
+        Checks.run("updatable_result_set", e::updatableResultSet);
         Checks.check("done").emit();
     }
 
@@ -742,5 +743,48 @@ public final class Encrypted {
             }
         }
         return names;
+    }
+
+    /**
+     * An updatable ResultSet: the driver reads the primary key from the catalog and
+     * writes ``UPDATE customers SET "phone" = $1 WHERE "id" = $2`` itself. That names
+     * no business, so it is refused until the session has a tenant.
+     */
+    private void updatableResultSet() throws SQLException {
+        int id = business + 50;
+        Checks.Check check = Checks.check("updatable_result_set");
+        String select = "SELECT id, business_id, name, phone FROM customers WHERE business_id = " + id;
+        try (Connection c = connect()) {
+            try (Statement s = c.createStatement()) {
+                s.execute("INSERT INTO customers (business_id, name, phone) VALUES (" + id + ", 'up', 'up-" + tag + "')");
+            }
+            try (Statement s = c.createStatement(ResultSet.TYPE_SCROLL_INSENSITIVE, ResultSet.CONCUR_UPDATABLE);
+                    ResultSet rs = s.executeQuery(select)) {
+                rs.next();
+                rs.updateString("phone", "up-refused-" + tag);
+                rs.updateRow();
+                check.put("no_tenant_raised", false);
+            } catch (SQLException e) {
+                check.error("no_tenant", e);
+            }
+            try (Statement s = c.createStatement()) {
+                s.execute("SET pgseal.tenant = '" + id + "'");
+            }
+            try (Statement s = c.createStatement(ResultSet.TYPE_SCROLL_INSENSITIVE, ResultSet.CONCUR_UPDATABLE);
+                    ResultSet rs = s.executeQuery(select)) {
+                rs.next();
+                check.put("read", rs.getString("phone"));
+                rs.updateString("phone", "up-new-" + tag);
+                rs.updateRow();
+                check.put("after_update_row", rs.getString("phone"));
+                rs.moveToInsertRow();
+                rs.updateInt("business_id", id);
+                rs.updateString("name", "up-ins");
+                rs.updateString("phone", "up-ins-" + tag);
+                rs.insertRow();
+            }
+            check.put("rows", names(c, id));
+        }
+        check.emit();
     }
 }
