@@ -48,7 +48,13 @@ from rules.casts import convert_value
 from rules.catalog import CatalogMap, load_catalog
 from rules.config import KeyCacheConfig
 from rules.model import ProtectedColumn, Rules
-from rules.pgtypes import LOGICAL_TYPE_OIDS, ValueCodec, ValueFormatError, codec_for
+from rules.pgtypes import (
+    LOGICAL_TYPE_OIDS,
+    UnsupportedValueFormat,
+    ValueCodec,
+    ValueFormatError,
+    codec_for,
+)
 from rules.plan_cache import Planner
 from rules.plan_types import (
     BindAction,
@@ -437,10 +443,7 @@ class BindSealer:
                 assert p.column is not None
                 assert p.tenant is not None
                 target = column_codec(p.column)
-                declared = _declared(client_types, i)
-                via = None
-                if declared and declared != target.oid and declared in _OID_TO_LOGICAL:
-                    via = codec_for(_OID_TO_LOGICAL[declared])
+                via = _binary_reader(_declared(client_types, i), target)
                 seals.append(
                     ParamSeal(
                         i,
@@ -1231,9 +1234,9 @@ class SessionCrypto:
         target = column_codec(column)
         try:
             declared = _declared(stmt.client_types, i) if stmt is not None else 0
-            if fmt == 1 and declared and declared != target.oid and declared in _OID_TO_LOGICAL:
-                text = codec_for(_OID_TO_LOGICAL[declared]).to_canonical(data, 1)
-                return target.to_canonical(text, 0)
+            via = _binary_reader(declared, target) if fmt == 1 else None
+            if via is not None:
+                return target.to_canonical(via.to_canonical(data, 1), 0)
             return target.to_canonical(data, fmt)
         except ValueFormatError as exc:
             raise _invalid_value(column, exc) from None
@@ -1420,10 +1423,15 @@ class SessionCrypto:
             return None
         arrays = {s.source.index for s in plan.slots if isinstance(s.source, ClientParamArray)}
         shown = types[: plan.client_param_count]
+        declared = stmt.client_types
         for p in plan.params:
             if p.index > len(shown):
                 continue
-            if p.index in arrays and p.column is not None:
+            if p.index <= len(declared) and declared[p.index - 1]:
+                # A type the client gave in Parse is reported as it is, as Postgres
+                # does (pgjdbc refuses a statement whose varchar comes back as text).
+                shown[p.index - 1] = declared[p.index - 1]
+            elif p.index in arrays and p.column is not None:
                 shown[p.index - 1] = _ARRAY_OID.get(p.column.logical_type, 1009)
             elif p.logical_oid is not None:
                 shown[p.index - 1] = p.logical_oid
@@ -1836,6 +1844,38 @@ def _param_cast(stmt: StatementCrypto | None, i: int) -> ValueCast | None:
 
 def _declared(types: Sequence[int], i: int) -> int:
     return types[i] if i < len(types) else 0
+
+
+#: Declared types whose binary form is their text, read as a text column's own.
+_TEXT_LIKE_OIDS: Final = frozenset({19, 705, 1042})  # name, unknown, bpchar
+
+
+class _UnreadableBinary(ValueCodec):
+    """A binary parameter of a type pgseal has no reader for (pgjdbc's setDouble: float8).
+
+    Read as the column's type its bytes would be another value (a float8 1.25 as
+    bigint 4608308318706860032), so it is refused instead.
+    """
+
+    def __init__(self, declared: int) -> None:
+        self.declared = declared
+
+    def to_canonical(self, data: bytes, fmt: int) -> bytes:
+        raise UnsupportedValueFormat(
+            f"pgseal cannot read a binary value of type OID {self.declared}"
+        )
+
+
+def _binary_reader(declared: int, target: ValueCodec) -> ValueCodec | None:
+    """What reads a binary parameter declared ``declared`` first; None: ``target`` itself."""
+    if not declared or declared == target.oid:
+        return None
+    logical = _OID_TO_LOGICAL.get(declared)
+    if logical is not None:
+        return codec_for(logical)
+    if declared in _TEXT_LIKE_OIDS and target.logical_type in _TEXT_BINARY_TYPES:
+        return None
+    return _UnreadableBinary(declared)
 
 
 def _stored(column: ProtectedColumn, envelope: bytes) -> bytes:

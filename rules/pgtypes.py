@@ -817,12 +817,16 @@ def _format_ymd(year: int, month: int, day: int) -> tuple[bytes, bool]:
     return b"%04d-%02d-%02d" % (shown, month, day), bc
 
 
+_ZONE: Final = (
+    rb"[Zz]|[+-]\d{1,2}(?::?\d{2}(?::?\d{2})?)?|(?![BbAa][CcDd]\b)[A-Za-z][A-Za-z0-9_/+-]*"
+)
 _DATETIME_RE: Final = re.compile(
     rb"(?P<year>\d{3,})-(?P<month>\d{1,2})-(?P<day>\d{1,2})"
     rb"(?:(?:[Tt]|[ \t\n\v\f\r]+)"
     rb"(?P<hour>\d{1,2}):(?P<minute>\d{1,2})(?::(?P<second>\d{1,2})(?:\.(?P<frac>\d*))?)?"
-    rb"(?:[ \t\n\v\f\r]*(?P<zone>[Zz]|[+-]\d{1,2}(?::?\d{2}(?::?\d{2})?)?"
-    rb"|(?![BbAa][CcDd]\b)[A-Za-z][A-Za-z0-9_/+-]*))?"
+    rb"(?:[ \t\n\v\f\r]*(?P<zone>" + _ZONE + rb"))?"
+    # A zone right after the date: pgjdbc's setDate sends "2024-02-29 +00".
+    rb"|[ \t\n\v\f\r]+(?P<date_zone>" + _ZONE + rb")"
     rb")?"
     rb"(?:[ \t\n\v\f\r]+(?P<era>[Bb][Cc]|[Aa][Dd]))?"
 )
@@ -888,6 +892,8 @@ def _parse_datetime(data: bytes, type_name: str, special: dict[bytes, int]) -> _
         zone = match["zone"]
         if zone is not None:
             offset = _zone_offset(zone, jd, usecs, type_name)
+    elif match["date_zone"] is not None:
+        offset = _zone_offset(match["date_zone"], jd, 0, type_name)
     return _DateTime(jd, usecs, offset)
 
 
