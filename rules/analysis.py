@@ -1305,6 +1305,12 @@ class Analyzer:
         other = strip_parens(other_node)
         if isinstance(other, exp.Any | exp.All):
             inner = strip_parens(other.this)
+            if isinstance(other, exp.Any) and op == "=" and isinstance(inner, exp.Array):
+                # = ANY(ARRAY[v, ...]) (psycopg2 renders a list so) is IN (v, ...)
+                self.value_list(
+                    cmp, "= ANY(ARRAY[...])", inner.expressions, column, col, src, scope
+                )
+                return
             ref = value_of(inner)
             if not isinstance(ref, ParamRef) or isinstance(other, exp.All) or op != "=":
                 raise refuse_column(
@@ -1352,15 +1358,28 @@ class Analyzer:
     ) -> None:
         if cmp.args.get("query") is not None or cmp.args.get("unnest") is not None:
             raise refuse_column("IN (subquery)", col, "use IN with values or = ANY($n)")
+        self.value_list(cmp, "IN", cmp.expressions, column, col, src, scope)
+
+    def value_list(
+        self,
+        cmp: exp.Expr,
+        op: str,  # "IN" or "= ANY(ARRAY[...])"
+        items: list[exp.Expr],
+        column: exp.Column,
+        col: ProtectedColumn,
+        src: Source,
+        scope: Env,
+    ) -> None:
+        """``col IN (v, ...)`` or ``col = ANY(ARRAY[v, ...])``: each value searched."""
         values: list[tuple[exp.Expr, ValueRef]] = []
-        for item in cmp.expressions:
+        for item in items:
             ref = value_of(item)
             if ref is None or isinstance(ref, DefaultValue):
                 raise refuse_column(
-                    "IN with an expression", col, "use IN with literals or parameters"
+                    f"{op} with an expression", col, "use IN with literals or parameters"
                 )
             values.append((item, ref))
-        self.search_checks(cmp, "IN", col, src)
+        self.search_checks(cmp, "IN" if op == "IN" else "=", col, src)
         self.findings.searches.append(
             SearchSite(column, col, "eq", values, scope.tenants.get(src.alias, self.default_tenant))
         )
