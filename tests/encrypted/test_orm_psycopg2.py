@@ -314,3 +314,31 @@ async def test_named_cursor_declare_fetch(
     assert got == [(f"nc{i:03}", f"555-NC{i:03}") for i in range(30)]
     for row in await raw.fetch("SELECT phone FROM customers WHERE business_id = 27"):
         assert_envelope(row["phone"], "555-NC")
+
+
+async def test_escape_string_literals_when_standard_conforming_strings_is_off(
+    stack: Stack, raw: asyncpg.Connection
+) -> None:
+    """With standard_conforming_strings off psycopg2 quotes as E'...' (backslashes doubled)."""
+    conn = psycopg2.connect(stack.conninfo(options="'-c standard_conforming_strings=off'"))
+    try:
+        value = "scs\\off 'q' ✓"
+        with conn.cursor() as cur:
+            sql = cur.mogrify(
+                "INSERT INTO customers (business_id, name, phone, email) VALUES (%s, %s, %s, %s)",
+                (28, "scs", value, "scs\\off@x"),
+            ).decode()
+            assert "E'scs\\\\off" in sql
+            cur.execute(sql)
+            cur.execute(
+                "SELECT phone, email FROM customers WHERE business_id = %s AND email = %s",
+                (28, "scs\\off@x"),
+            )
+            assert cur.fetchall() == [(value, "scs\\off@x")]
+        conn.commit()
+    finally:
+        conn.close()
+    stored = await raw.fetchrow("SELECT phone, email FROM customers WHERE business_id = 28")
+    assert stored is not None
+    assert_envelope(stored["phone"], "scs")
+    assert_envelope(stored["email"], "scs")
