@@ -1051,6 +1051,8 @@ class Analyzer:
             self.findings.writes.add(table.qualified)
             self.findings.reads.add(table.qualified)
         self.check_joins(joins, env)
+        if table is not None and table.columns:
+            self.tenant_kept(upd, alias, table, env)
         for assign in upd.expressions:
             if not isinstance(assign, exp.EQ):
                 self.walk(assign, env)
@@ -1064,9 +1066,7 @@ class Analyzer:
             col = table.column(name) if table is not None else None
             if table is not None:
                 if name == table.tenant_column and table.columns:
-                    raise refuse_table(
-                        f"changing tenant column {name}", table, "a row's business cannot change"
-                    )
+                    continue  # checked by tenant_kept
                 self.reject_blind_columns(table, [name])
             if col is None:
                 self.walk(assign.expression, env)
@@ -1097,6 +1097,31 @@ class Analyzer:
         if where is not None:
             self.walk(where, env)
         return self.returning(upd, env)
+
+    def tenant_kept(self, upd: exp.Update, alias: str, table: ProtectedTable, env: Env) -> None:
+        """``SET tenant_column = v`` with encrypted columns (an ORM's save sets every
+        column) may only keep the row's business: without the tenant in WHERE, v
+        becomes the statement's tenant and a guard ``AND tenant_column = v`` leaves
+        rows of other businesses alone. Setting it alone is refused as a move."""
+        targets = [a.this for a in upd.expressions if isinstance(a, exp.EQ)]
+        sealed = any(isinstance(t, exp.Column) and table.column(ident(t.this)) for t in targets)
+        for assign in upd.expressions:
+            target = assign.this if isinstance(assign, exp.EQ) else None
+            if not isinstance(target, exp.Column) or ident(target.this) != table.tenant_column:
+                continue
+            tenant = tenant_of(value_of(assign.expression))
+            if not sealed or tenant is None or env.tenants.get(alias, tenant) != tenant:
+                raise refuse_table(
+                    f"changing tenant column {table.tenant_column}",
+                    table,
+                    "a row's business cannot change",
+                )
+            if alias not in env.tenants:
+                env.tenants[alias] = tenant
+                first = next(iter(table.columns.values()))
+                self.findings.update_guards.append(
+                    UpdateGuard(upd, alias, table.tenant_column, first, tenant)
+                )
 
     def delete(self, node: exp.Delete, parent: Env | None, ctes: dict[str, Outputs]) -> Outputs:
         alias, table = self.target(node.this)
