@@ -11,7 +11,16 @@ SQLAlchemy's ORM inserts many rows with server-generated keys as
 parameter order). Literally it is an INSERT ... SELECT, which pgseal refuses on
 encrypted columns; it means ``INSERT INTO t (a, b) VALUES (...), (...)`` with the
 rows in counter order, which Postgres inserts (and numbers) in that order too.
-Only that exact shape is rewritten; anything else is left for the analyser.
+
+Django (5.2+) bulk-creates on PostgreSQL with
+
+    INSERT INTO t (a, b) SELECT * FROM UNNEST(('{1,2}')::integer[], ('{x,y}')::text[])
+
+With client-side binding (its default) each array is a literal, which means the
+rows ``VALUES ('1'::integer, 'x'::text), ('2'::integer, 'y'::text)``. Arrays sent
+as parameters (server-side binding) cannot be split before Bind: that form stays
+an INSERT ... SELECT. Only these exact shapes are rewritten; anything else is left
+for the analyser.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from sqlglot import exp
 
 from rules.analysis import ident, strip_parens
 
-__all__ = ["sentinel_insert_as_values"]
+__all__ = ["sentinel_insert_as_values", "unnest_insert_as_values"]
 
 # Select arguments that must be absent for the SELECT to be a plain row source.
 _SELECT_EXTRAS = (
@@ -134,3 +143,134 @@ def _cast_value(value: exp.Expr, cast: exp.DataType | None) -> exp.Expr | None:
     if isinstance(value, exp.Cast):
         return value.copy() if value.args.get("to") == cast else None
     return exp.Cast(this=value.copy(), to=cast.copy())
+
+
+def unnest_insert_as_values(tree: exp.Expr) -> exp.Expr:
+    """``INSERT ... SELECT * FROM UNNEST('{...}'::type[], ...)`` of array literals as
+    ``INSERT ... VALUES`` (see the module docstring); any other tree as it is.
+
+    >>> import sqlglot
+    >>> tree = sqlglot.parse_one(
+    ...     "INSERT INTO t (a, b) SELECT * FROM UNNEST(('{1,2}'::int4[])::integer[],"
+    ...     " ('{x,\\"y z\\"}')::text[])", read="postgres")
+    >>> print(unnest_insert_as_values(tree).sql("postgres").replace("), (", "),\\n("))
+    INSERT INTO t (a, b) VALUES (CAST('1' AS INT), CAST('x' AS TEXT)),
+    (CAST('2' AS INT), CAST('y z' AS TEXT))
+    """
+    if not isinstance(tree, exp.Insert) or not isinstance(tree.this, exp.Schema):
+        return tree
+    select = tree.expression
+    if not isinstance(select, exp.Select) or any(select.args.get(a) for a in _SELECT_EXTRAS):
+        return tree
+    if select.args.get("order") or [type(e) for e in select.expressions] != [exp.Star]:
+        return tree
+    source = select.args.get("from_") or select.args.get("from")
+    unnest = source.this if isinstance(source, exp.From) else None
+    if not isinstance(unnest, exp.Unnest) or unnest.args.get("alias") or unnest.args.get("offset"):
+        return tree
+    columns: list[tuple[list[str | None], exp.DataType]] = []
+    for argument in unnest.expressions:
+        column = _array_literal(argument)
+        if column is None:
+            return tree
+        columns.append(column)
+    if len(columns) != len(tree.this.expressions):
+        return tree
+    rows: list[exp.Expr] = []
+    for i in range(max((len(elements) for elements, _ in columns), default=0)):
+        items: list[exp.Expr] = []
+        for elements, element_type in columns:
+            value = elements[i] if i < len(elements) else None
+            items.append(
+                exp.Null()
+                if value is None
+                else exp.Cast(this=exp.Literal.string(value), to=element_type.copy())
+            )
+        rows.append(exp.Tuple(expressions=items))
+    if not rows:
+        return tree
+    out = tree.copy()
+    out.set("expression", exp.Values(expressions=rows))
+    return out
+
+
+def _array_literal(node: exp.Expr) -> tuple[list[str | None], exp.DataType] | None:
+    """``('{...}')::type[]`` (also ``('{...}'::type[])::type[]``): its elements and type."""
+    node = strip_parens(node)
+    if not isinstance(node, exp.Cast):
+        return None
+    element_type = _element_type(node.args.get("to"))
+    inner = strip_parens(node.this)
+    if isinstance(inner, exp.Cast):
+        if _element_type(inner.args.get("to")) != element_type:
+            return None
+        inner = strip_parens(inner.this)
+    # E'...' (psycopg's quoting of text with backslashes) parses as a ByteString
+    string = isinstance(inner, exp.ByteString) or (
+        isinstance(inner, exp.Literal) and inner.is_string
+    )
+    if element_type is None or not string:
+        return None
+    elements = parse_array_text(str(inner.this))
+    return None if elements is None else (elements, element_type)
+
+
+def _element_type(to: object) -> exp.DataType | None:
+    if not isinstance(to, exp.DataType) or to.this != exp.DataType.Type.ARRAY:
+        return None
+    inner = to.expressions
+    if len(inner) != 1 or not isinstance(inner[0], exp.DataType) or inner[0].is_type("array"):
+        return None
+    return inner[0]
+
+
+def parse_array_text(text: str) -> list[str | None] | None:
+    r"""The elements of a one-dimensional array in Postgres's text form, else None.
+
+    >>> parse_array_text('{a, "b,\\"c\\\\" ,NULL,"NULL", x y }')
+    ['a', 'b,"c\\', None, 'NULL', 'x y']
+    >>> parse_array_text("{}"), parse_array_text("{{1}}"), parse_array_text("[1:1]={1}")
+    ([], None, None)
+    """
+    body = text.strip()
+    if len(body) < 2 or body[0] != "{" or body[-1] != "}":
+        return None
+    out: list[str | None] = []
+    pos, end = 1, len(body) - 1
+    if body[pos:end].strip() == "":
+        return out
+    while True:
+        while pos < end and body[pos].isspace():
+            pos += 1
+        chars: list[str] = []
+        quoted = pos < end and body[pos] == '"'
+        if quoted:
+            pos += 1
+            while pos < end and body[pos] != '"':
+                if body[pos] == "\\":
+                    pos += 1
+                if pos >= end:
+                    return None
+                chars.append(body[pos])
+                pos += 1
+            if pos >= end:
+                return None
+            pos += 1
+            while pos < end and body[pos].isspace():
+                pos += 1
+            out.append("".join(chars))
+        else:
+            while pos < end and body[pos] != ",":
+                if body[pos] in '{}"\\':
+                    return None  # nested (multi-dimensional), escaped or malformed
+                chars.append(body[pos])
+                pos += 1
+            element = "".join(chars).strip()
+            if element == "":
+                return None
+            out.append(None if element.upper() == "NULL" else element)
+        if pos == end:
+            return out
+        if body[pos] != ",":
+            return None
+        pos += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rules.plan import BindAction, Refuse
+from rules.plan import BindAction, BlindIndex, Literal, Refuse, Seal, TenantLiteral
 from tests.rules.test_plan import plan, rewrite
 
 SA_FORM = (
@@ -52,3 +52,56 @@ def test_near_misses_stay_refused(change: tuple[str, str]) -> None:
     result = plan(sql)
     assert isinstance(result, Refuse), result
     assert result.sqlstate == "0A000"
+
+
+DJANGO_FORM = (
+    'INSERT INTO "customers" ("business_id", "company_name", "tax_id", "credit_limit")'
+    " SELECT * FROM UNNEST(('{41,41,41}'::int4[])::integer[], ('{a,\"b, c\",NULL}')::text[],"
+    " E'{\"T\\\\\\\\1\",T2}'::text[], ('{1.5,NULL}'::numeric[])::numeric[])"
+    ' RETURNING "customers"."id"'
+)
+
+
+def test_unnest_of_array_literals_is_sealed_element_by_element() -> None:
+    result = rewrite(DJANGO_FORM)
+    sql = result.sql_extended
+    assert sql.startswith(
+        'INSERT INTO "customers" ("business_id", "company_name", "tax_id", "credit_limit",'
+        " tax_id_bidx) VALUES (CAST('41' AS INT), $1, $2, $3, $4), (CAST('41' AS INT), $5,"
+    )
+    assert sql.endswith(' RETURNING "customers"."id"')
+    for plaintext in ("'a'", "b, c", "T2", "1.5", "UNNEST"):
+        assert plaintext not in sql
+    # arrays of different lengths: UNNEST pads the shorter ones with NULL
+    assert (
+        "(CAST('41' AS INT), $5, $6, NULL, $7), (CAST('41' AS INT), NULL, NULL, NULL, NULL)" in sql
+    )
+    sealed = [s.source for s in result.slots if isinstance(s.action, Seal)]
+    assert [s.text for s in sealed if isinstance(s, Literal)] == ["a", "T\\1", "1.5", "b, c", "T2"]
+    blind = [s.source for s in result.slots if isinstance(s.action, BlindIndex)]
+    assert [s.text for s in blind if isinstance(s, Literal)] == ["T\\1", "T2"]
+    assert {s.tenant for s in result.slots} == {TenantLiteral("41")}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("('{41,41,41}'::int4[])::integer[]", "($1)::integer[]"),  # server-side binding
+        ("('{a,\"b, c\",NULL}')::text[]", "('{{a},{b}}')::text[]"),  # two dimensions
+        ("('{a,\"b, c\",NULL}')::text[]", "('{a\\\\,b}')::text[]"),  # an unquoted escape
+        ("('{a,\"b, c\",NULL}')::text[]", "('[1:2]={a,b}')::text[]"),
+        ("('{1.5,NULL}'::numeric[])::numeric[]", "('{1.5,NULL}'::numeric[])::integer[]"),
+        ("('{a,\"b, c\",NULL}')::text[]", "('{a,b}')"),  # no array cast
+        ('"id"', '"id" WITH ORDINALITY'),
+        ("SELECT *", "SELECT DISTINCT *"),
+        ("UNNEST(", "unnest_like("),
+    ],
+)
+def test_unnest_near_misses_stay_refused(change: tuple[str, str]) -> None:
+    old, new = change
+    sql = DJANGO_FORM.replace(old, new, 1)
+    if "ORDINALITY" in new:
+        sql = DJANGO_FORM.replace(") RETURNING", ") WITH ORDINALITY RETURNING")
+    assert sql != DJANGO_FORM
+    result = plan(sql)
+    assert isinstance(result, Refuse), result
