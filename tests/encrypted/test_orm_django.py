@@ -135,6 +135,11 @@ async def test_create_filter_and_relationship(stack: Stack, orm: DjangoRunner) -
             )
         ) == ["dj-ann"]
         assert DjCustomer.objects.filter(email="nobody@example.org").count() == 0
+        assert list(
+            DjCustomer.objects.filter(
+                email__in=["ANN.DJANGO@example.org", "nobody@example.org"]
+            ).values_list("phone", flat=True)
+        ) == ["555-DJ-1"]
         notes = [i.notes for i in found.invoices.order_by("id")]
         joined = list(
             DjInvoice.objects.filter(customer__email="ann.django@example.org", total=2).values_list(

@@ -177,6 +177,13 @@ async def test_executemany_execute_values_and_searchable_equality(
             [(24, f"ev{i}", f"ev{i}@pg2.x", f"EVTAX-{i}", f"555-EV{i}") for i in range(120)],
             page_size=50,  # three multi-row VALUES statements
         )
+        returned = psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO customers (business_id, name, phone) VALUES %s RETURNING name, phone",
+            [(24, f"evr{i}", f"555-EVR{i}") for i in range(3)],
+            fetch=True,
+        )
+        assert sorted(returned) == [(f"evr{i}", f"555-EVR{i}") for i in range(3)]
         cur.execute(
             "SELECT name, phone, credit FROM customers WHERE business_id = %s AND email = %s",
             (24, "  EM3@PG2.X "),  # normalize: trim, casefold
@@ -193,13 +200,16 @@ async def test_executemany_execute_values_and_searchable_equality(
         )
         assert cur.fetchall() == [("ev1",), ("ev119",)]
         cur.execute("SELECT count(*) FROM customers WHERE business_id = %s", (24,))
-        assert _one(cur) == ("125",)
+        assert _one(cur) == ("128",)
     pg2.commit()
     rows = await raw.fetch(
         "SELECT name, email, email_bidx, tax_id, phone FROM customers WHERE business_id = 24"
     )
-    assert len(rows) == 125
+    assert len(rows) == 128
     for row in rows:
+        if row["name"].startswith("evr"):
+            assert_envelope(row["phone"], "555-EVR")
+            continue
         assert_envelope(row["email"], "@pg2.x")
         assert_envelope(row["phone"], "555-E")
         assert row["email_bidx"] is not None
