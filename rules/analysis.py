@@ -1051,6 +1051,8 @@ class Analyzer:
             self.findings.writes.add(table.qualified)
             self.findings.reads.add(table.qualified)
         self.check_joins(joins, env)
+        if table is not None and table.columns:
+            self.tenant_kept(upd, alias, table, env)
         for assign in upd.expressions:
             if not isinstance(assign, exp.EQ):
                 self.walk(assign, env)
@@ -1064,9 +1066,7 @@ class Analyzer:
             col = table.column(name) if table is not None else None
             if table is not None:
                 if name == table.tenant_column and table.columns:
-                    raise refuse_table(
-                        f"changing tenant column {name}", table, "a row's business cannot change"
-                    )
+                    continue  # checked by tenant_kept
                 self.reject_blind_columns(table, [name])
             if col is None:
                 self.walk(assign.expression, env)
@@ -1097,6 +1097,31 @@ class Analyzer:
         if where is not None:
             self.walk(where, env)
         return self.returning(upd, env)
+
+    def tenant_kept(self, upd: exp.Update, alias: str, table: ProtectedTable, env: Env) -> None:
+        """``SET tenant_column = v`` with encrypted columns (an ORM's save sets every
+        column) may only keep the row's business: without the tenant in WHERE, v
+        becomes the statement's tenant and a guard ``AND tenant_column = v`` leaves
+        rows of other businesses alone. Setting it alone is refused as a move."""
+        targets = [a.this for a in upd.expressions if isinstance(a, exp.EQ)]
+        sealed = any(isinstance(t, exp.Column) and table.column(ident(t.this)) for t in targets)
+        for assign in upd.expressions:
+            target = assign.this if isinstance(assign, exp.EQ) else None
+            if not isinstance(target, exp.Column) or ident(target.this) != table.tenant_column:
+                continue
+            tenant = tenant_of(value_of(assign.expression))
+            if not sealed or tenant is None or env.tenants.get(alias, tenant) != tenant:
+                raise refuse_table(
+                    f"changing tenant column {table.tenant_column}",
+                    table,
+                    "a row's business cannot change",
+                )
+            if alias not in env.tenants:
+                env.tenants[alias] = tenant
+                first = next(iter(table.columns.values()))
+                self.findings.update_guards.append(
+                    UpdateGuard(upd, alias, table.tenant_column, first, tenant)
+                )
 
     def delete(self, node: exp.Delete, parent: Env | None, ctes: dict[str, Outputs]) -> Outputs:
         alias, table = self.target(node.this)
@@ -1305,6 +1330,12 @@ class Analyzer:
         other = strip_parens(other_node)
         if isinstance(other, exp.Any | exp.All):
             inner = strip_parens(other.this)
+            if isinstance(other, exp.Any) and op == "=" and isinstance(inner, exp.Array):
+                # = ANY(ARRAY[v, ...]) (psycopg2 renders a list so) is IN (v, ...)
+                self.value_list(
+                    cmp, "= ANY(ARRAY[...])", inner.expressions, column, col, src, scope
+                )
+                return
             ref = value_of(inner)
             if not isinstance(ref, ParamRef) or isinstance(other, exp.All) or op != "=":
                 raise refuse_column(
@@ -1352,15 +1383,28 @@ class Analyzer:
     ) -> None:
         if cmp.args.get("query") is not None or cmp.args.get("unnest") is not None:
             raise refuse_column("IN (subquery)", col, "use IN with values or = ANY($n)")
+        self.value_list(cmp, "IN", cmp.expressions, column, col, src, scope)
+
+    def value_list(
+        self,
+        cmp: exp.Expr,
+        op: str,  # "IN" or "= ANY(ARRAY[...])"
+        items: list[exp.Expr],
+        column: exp.Column,
+        col: ProtectedColumn,
+        src: Source,
+        scope: Env,
+    ) -> None:
+        """``col IN (v, ...)`` or ``col = ANY(ARRAY[v, ...])``: each value searched."""
         values: list[tuple[exp.Expr, ValueRef]] = []
-        for item in cmp.expressions:
+        for item in items:
             ref = value_of(item)
             if ref is None or isinstance(ref, DefaultValue):
                 raise refuse_column(
-                    "IN with an expression", col, "use IN with literals or parameters"
+                    f"{op} with an expression", col, "use IN with literals or parameters"
                 )
             values.append((item, ref))
-        self.search_checks(cmp, "IN", col, src)
+        self.search_checks(cmp, "IN" if op == "IN" else "=", col, src)
         self.findings.searches.append(
             SearchSite(column, col, "eq", values, scope.tenants.get(src.alias, self.default_tenant))
         )

@@ -34,6 +34,7 @@ from sqlglot.errors import SqlglotError
 
 from rules.analysis import Findings, PlanRefused, analyze, ident, refuse_table
 from rules.model import ProtectedColumn, ProtectedTable, Rules
+from rules.normalize import sentinel_insert_as_values, unnest_insert_as_values
 from rules.plan_types import (
     BYTEA_ARRAY_OID,
     BYTEA_OID,
@@ -422,6 +423,7 @@ class _StatementPlanner:
         self.check_bare_names(tree)
         if isinstance(tree, exp.Select) and tree.args.get("into") is not None and tables:
             raise refuse_table("SELECT INTO", tables[0], "copy rows through pgseal with INSERT")
+        tree = unnest_insert_as_values(sentinel_insert_as_values(tree))
         findings = analyze(tree, self.rules, self.tenant)
         operation = _operation_of(tree, first)
         info = StatementInfo(

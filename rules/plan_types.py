@@ -8,7 +8,7 @@ a searchable column) and a tenant source (which business's key to use).
 
 The rewritten SQL is kept as text fragments with a gap for every slot, so that the
 proxy can fill the gaps either with added parameters ``$N+1 ...`` (extended
-protocol: :attr:`Rewrite.sql_extended`) or with inline ``'\\x..'::bytea`` literals
+protocol: :attr:`Rewrite.sql_extended`) or with inline ``E'\\\\x..'::bytea`` literals
 (simple Query: :meth:`Rewrite.render_simple`). A literal of a protected column
 therefore never reaches Postgres: it lives only in the slot, whose ``repr`` hides it.
 """
@@ -383,7 +383,7 @@ class Rewrite:
         >>> plan = Rewrite(("SELECT ", ""), (Slot(Literal("x"), Seal(col), SessionTenant()),),
         ...                0, (), ())
         >>> plan.render_simple([b"\\x01\\xff"])
-        "SELECT '\\\\x01ff'::bytea"
+        "SELECT E'\\\\\\\\x01ff'::bytea"
         """
         if len(values) != len(self.slots):
             raise ValueError(f"expected {len(self.slots)} slot values, got {len(values)}")
@@ -398,13 +398,19 @@ def _sql_value(slot: Slot, value: bytes | None) -> str:
     if value is None:
         return "NULL"
     if isinstance(slot.action, TenantValue):  # an untyped literal, like the parameter
-        return "'" + value.decode().replace("'", "''") + "'"
+        return _escape_string(value.decode())
     if slot.type_oid == TEXT_OID:
         # Armoured envelopes are ASCII; quote defensively all the same.
-        return "'" + value.decode("ascii").replace("'", "''") + "'::text"
+        return _escape_string(value.decode("ascii")) + "::text"
     if slot.type_oid == BYTEA_ARRAY_OID:
         raise ValueError("array slots only exist in the extended protocol")
-    return "'\\x" + value.hex() + "'::bytea"
+    return "E'\\\\x" + value.hex() + "'::bytea"
+
+
+def _escape_string(text: str) -> str:
+    """An E'...' literal: it means the same whatever the session's
+    standard_conforming_strings (with it off, '\\x01' would be the byte 0x01)."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 Plan = PassThrough | Refuse | Rewrite | TenantCommand

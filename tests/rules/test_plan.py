@@ -559,7 +559,7 @@ def test_tenant_set_earlier_in_the_same_query_is_used() -> None:
     # the row gets the tenant its envelope is sealed for
     assert result.render_simple([b"\x01", b"42"]) == (
         "SET pgseal.tenant = '42'; "
-        "INSERT INTO customers (phone, business_id) VALUES ('\\x01'::bytea, '42')"
+        "INSERT INTO customers (phone, business_id) VALUES (E'\\\\x01'::bytea, E'42')"
     )
 
 
@@ -683,8 +683,8 @@ def test_update_guard_slot_is_the_session_tenant_as_untyped_text() -> None:
     assert result.parse_oids(()) == (17, 0)  # Postgres infers the tenant column's type
     assert result.formats_added == (1, 0)
     assert result.render_simple([b"\x01", b"4'2"]) == (
-        "UPDATE customers SET phone = '\\x01'::bytea "
-        "WHERE (id = 2) AND customers.business_id = '4''2'"
+        "UPDATE customers SET phone = E'\\\\x01'::bytea "
+        "WHERE (id = 2) AND customers.business_id = E'4''2'"
     )
     # a tenant in WHERE, or nothing sealed: no guard, the text is kept
     for sql in (
@@ -702,7 +702,7 @@ def test_render_simple_inlines_bytea_and_text_envelopes() -> None:
     sql = result.render_simple([b"PGS1:abc'd", b"\x01\x02", None])
     assert sql == (
         "INSERT INTO billing.invoices (business_id, note, iban, iban_bidx) "
-        "VALUES (1, 'PGS1:abc''d'::text, '\\x0102'::bytea, NULL)"
+        "VALUES (1, E'PGS1:abc''d'::text, E'\\\\x0102'::bytea, NULL)"
     )
     with pytest.raises(ValueError, match="expected 3 slot values"):
         result.render_simple([None])
@@ -772,7 +772,7 @@ def test_multi_statement_rewrites_only_what_it_must() -> None:
     )
     result = rewrite(sql)
     assert result.render_simple([b"\xaa"]) == (
-        "SELECT  1 ; INSERT INTO customers (business_id, phone) VALUES (1, '\\xaa'::bytea);\n"
+        "SELECT  1 ; INSERT INTO customers (business_id, phone) VALUES (1, E'\\\\xaa'::bytea);\n"
         "select phone from customers;"
     )
     assert [s.operation for s in result.statements] == ["SELECT", "INSERT", "SELECT"]
