@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from crypto.envelope import armor
-from proxy.encryption import NeedKeys, SessionCrypto, column_codec, refusal
+from proxy.encryption import NeedKeys, SessionCrypto, refusal
 from rules.model import ProtectedColumn
 from rules.pgtypes import ValueFormatError
 from rules.plan_types import CopyInfo
@@ -454,7 +454,7 @@ class CopyIn(_Transform):
             if tenant is None:
                 tenant = self._tenant(fields, f.column)
             try:
-                canonical = column_codec(f.column).to_canonical(raw, wire)
+                canonical = self.crypt.value_codec(f.column).to_canonical(raw, wire)
             except ValueFormatError as exc:
                 raise refusal(
                     f"pgseal: invalid value for encrypted column {f.column.qualified} in "

@@ -54,6 +54,8 @@ from rules.pgtypes import (
     ValueCodec,
     ValueFormatError,
     codec_for,
+    is_utc_zone,
+    timestamptz_offset_required,
 )
 from rules.plan_cache import Planner
 from rules.plan_types import (
@@ -432,7 +434,10 @@ class BindSealer:
     )
 
     @classmethod
-    def of(cls, plan: Rewrite, client_types: Sequence[int]) -> BindSealer:
+    def of(
+        cls, plan: Rewrite, client_types: Sequence[int], offset_required: bool = False
+    ) -> BindSealer:
+        """``offset_required``: the session's TimeZone is not UTC (``SessionCrypto``)."""
         nulls: list[int] = []
         seals: list[ParamSeal] = []
         for p in plan.params:
@@ -443,6 +448,8 @@ class BindSealer:
                 assert p.column is not None
                 assert p.tenant is not None
                 target = column_codec(p.column)
+                if offset_required and target.logical_type == "timestamptz":
+                    target = timestamptz_offset_required()
                 via = _binary_reader(_declared(client_types, i), target)
                 seals.append(
                     ParamSeal(
@@ -652,6 +659,11 @@ class SessionCrypto:
         #: A statement that may change client_encoding is in flight (the
         #: session clears it when Postgres has answered everything sent).
         self.encoding_changing = False
+        #: The same for TimeZone, and whether the reported one is UTC: unless
+        #: it is and nothing may change it, timestamptz text needs an offset.
+        self.timezone_changing = False
+        self.timezone_utc = True
+        self.offset_required = False
 
     # -- tenant --------------------------------------------------------------------
     @property
@@ -694,6 +706,43 @@ class SessionCrypto:
             self.row_plans.clear()  # remade for the new encoding
             for portal in self.portals.values():
                 portal.row_plan = None
+
+    def note_timezone(self, setting: str) -> None:
+        """The session's TimeZone, from Postgres's ParameterStatus.
+
+        Postgres reads timestamptz text without a zone in it; pgseal
+        canonicalises protected values before Postgres sees them, in UTC. So
+        unless the TimeZone is UTC (and no statement that may change it is in
+        flight), such a value is refused rather than stored shifted
+        (``rules.pgtypes.timestamptz_offset_required``).
+        """
+        self.timezone_utc = is_utc_zone(setting)
+        self._update_offset_rule()
+
+    def settings_settled(self) -> None:
+        """Everything sent has been answered: the reported settings are current."""
+        self.encoding_changing = False
+        if self.timezone_changing:
+            self.timezone_changing = False
+            self._update_offset_rule()
+
+    def timezone_may_change(self) -> None:
+        self.timezone_changing = True
+        self._update_offset_rule()
+
+    def _update_offset_rule(self) -> None:
+        required = self.timezone_changing or not self.timezone_utc
+        if required != self.offset_required:
+            self.offset_required = required
+            for stmt in self.statements.values():
+                stmt.sealer = None  # remade with the timestamptz codec that applies
+
+    def value_codec(self, column: ProtectedColumn) -> ValueCodec:
+        """The codec a client's value for ``column`` is read with in this session."""
+        found = column_codec(column)
+        if self.offset_required and found.logical_type == "timestamptz":
+            return timestamptz_offset_required()
+        return found
 
     def _encoding_refusal(self, what: str) -> Refused:
         if self.foreign_encoding is None:
@@ -768,7 +817,9 @@ class SessionCrypto:
         if stmt is not None and isinstance(stmt.plan, Rewrite):
             sealer = stmt.sealer
             if sealer is None:
-                sealer = stmt.sealer = BindSealer.of(stmt.plan, stmt.client_types)
+                sealer = stmt.sealer = BindSealer.of(
+                    stmt.plan, stmt.client_types, self.offset_required
+                )
             if sealer.by_index is not None:
                 done = self._bind_one_tenant(body, first, second, stmt, sealer, sealer.by_index)
                 if done is not None:
@@ -968,7 +1019,7 @@ class SessionCrypto:
             )
         sealer = stmt.sealer
         if sealer is None:
-            sealer = stmt.sealer = BindSealer.of(plan, stmt.client_types)
+            sealer = stmt.sealer = BindSealer.of(plan, stmt.client_types, self.offset_required)
         given = bind.param_formats
         formats = given * count if len(given) == 1 else given[:] if given else [0] * count
         values: list[bytes | None] = params[:]
@@ -1231,7 +1282,7 @@ class SessionCrypto:
             cast = _param_cast(stmt, i)
             if cast is not None:  # ``$k::type``: read as the cast's type, then converted
                 return self._cast_param(column, cast, data, fmt, stmt, i)
-        target = column_codec(column)
+        target = self.value_codec(column)
         try:
             declared = _declared(stmt.client_types, i) if stmt is not None else 0
             via = _binary_reader(declared, target) if fmt == 1 else None
@@ -1259,6 +1310,8 @@ class SessionCrypto:
             if not declared and passed:
                 declared = _declared(stmt.server_types, i)  # Postgres typed it from a plain use
         try:
+            if self.offset_required and cast.logical == "timestamptz" and fmt == 0:
+                timestamptz_offset_required().to_canonical(data, 0)  # refuses one without
             return convert_value(column, cast, data, fmt, declared)
         except ValueFormatError as exc:
             raise refusal(
@@ -1382,7 +1435,7 @@ class SessionCrypto:
                 return None
             fmt = bind.param_format(source.index - 1)
             try:
-                elements = column_codec(column).array_elements(data, fmt)
+                elements = self.value_codec(column).array_elements(data, fmt)
             except ValueFormatError as exc:
                 raise refusal(
                     f"pgseal: invalid array for encrypted column {column.qualified}: {exc}",

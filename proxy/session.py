@@ -256,6 +256,11 @@ _SQL_REGISTRY_HINT = re.compile(rb"[pPdD][rReEiI][eEaAsS]")
 # RESET ALL, DISCARD ALL. The hint is a cheap necessary condition.
 _ENCODING_CHANGE = re.compile(rb"(?i)client_encoding|\bset\s+names\b|\b(?:reset|discard)\s+all\b")
 _ENCODING_HINT = re.compile(rb"[nN][cC][oO][dD]|[aA][mM][eE][sS]|[aA][lL][lL]")
+# And TimeZone: SET [SESSION|LOCAL] TIME ZONE, SET/RESET timezone, set_config(...).
+_TIMEZONE_CHANGE = re.compile(
+    rb"(?i)\bset\s+(?:session\s+|local\s+)?time\s+zone\b|\btimezone\b|\b(?:reset|discard)\s+all\b"
+)
+_TIMEZONE_HINT = re.compile(rb"[zZ][oO][nN][eE]|[aA][lL][lL]")
 _PREPARE = re.compile(r"(?is)^\s*prepare\s+(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DEALLOCATE = re.compile(r"(?is)^\s*deallocate\s+(?:prepare\s+)?(\"(?:[^\"]|\"\")+\"|[\w$]+)")
 _DISCARD = re.compile(r"(?is)^\s*discard\s+(all|plans)\b")
@@ -897,6 +902,8 @@ class Session:
             # Until Postgres has answered everything in flight, the encoding of
             # what follows is unknown: statements on encrypted tables are refused.
             crypt.encoding_changing = True
+        if kind in (0x50, 0x51) and _TIMEZONE_HINT.search(body) and _TIMEZONE_CHANGE.search(body):
+            crypt.timezone_may_change()  # timestamptz text needs an offset till then
         if kind == 0x50:  # Parse
             parse = codec.decode_parse(body, errors)
             replacement = crypt.parse(parse)
@@ -1185,11 +1192,15 @@ class Session:
             self.server_params[name.decode()] = value.decode()
         except UnicodeDecodeError:
             return
-        if self.crypt is not None and name in (b"client_encoding", b"server_encoding"):
+        if self.crypt is None:
+            return
+        if name in (b"client_encoding", b"server_encoding"):
             params = self.server_params
             self.crypt.note_encodings(
                 params.get("client_encoding", "UTF8"), params.get("server_encoding", "")
             )
+        elif name == b"TimeZone":
+            self.crypt.note_timezone(self.server_params["TimeZone"])
 
     def _server_messages(self, buf: bytes) -> bytes:
         """Frame and track the server's messages in pure pass-through: the hot path.
@@ -1377,8 +1388,8 @@ class Session:
                     self.txn_status = status
                     pending.popleft()
                     crypt.copy_pending = None
-                    if not pending:  # every answer in: a new client_encoding is known
-                        crypt.encoding_changing = False
+                    if not pending:  # every answer in: new settings are known
+                        crypt.settings_settled()
                     self._copy_out = None
                     if self._copy_in is not None:
                         # The COPY ended (an error?) before the client's CopyDone:

@@ -25,8 +25,10 @@ Text input follows PostgreSQL's own input functions (leading/trailing blanks,
 live server in ``tests/rules/test_pgtypes.py``. Deliberate limits, each refused
 with a typed error rather than guessed:
 
-* ``timestamptz`` is normalised to UTC: text input without a zone is read as UTC
-  (pgseal does not track the session's ``TimeZone``); named zones (IANA names such
+* ``timestamptz`` is normalised to UTC: text input without a zone is read as UTC,
+  what it means in a session whose ``TimeZone`` is UTC; the proxy reads values
+  for other sessions with :func:`timestamptz_offset_required`, which refuses
+  it; named zones (IANA names such
   as ``Europe/Paris``) are resolved with :mod:`zoneinfo`, but a local time that a
   zone skips or repeats (a DST change) is refused, as are PostgreSQL's zone
   abbreviations that are not IANA names.
@@ -72,12 +74,15 @@ __all__ = [
     "PgTypeInfo",
     "ProgramLimitExceeded",
     "StringDataRightTruncation",
+    "TimestamptzWithoutOffset",
     "UnknownLogicalType",
     "UnsupportedValueFormat",
     "UntranslatableCharacter",
     "ValueCodec",
     "ValueFormatError",
     "codec_for",
+    "is_utc_zone",
+    "timestamptz_offset_required",
 ]
 
 TEXT_FORMAT: Final = 0
@@ -247,6 +252,10 @@ class UnsupportedValueFormat(ValueFormatError):
     """PostgreSQL would accept this spelling, but pgseal cannot canonicalise it."""
 
     sqlstate = "0A000"
+
+
+class TimestamptzWithoutOffset(UnsupportedValueFormat):
+    """timestamptz text without a zone, in a session whose TimeZone is not UTC."""
 
 
 class UnknownLogicalType(LookupError):
@@ -996,11 +1005,18 @@ class _DateCodec(_TypedCodec[int]):
 
 
 class _TimestampCodec(_TypedCodec[int]):
-    """timestamp[tz]: microseconds since 2000-01-01 00:00 (int64), UTC for tz."""
+    """timestamp[tz]: microseconds since 2000-01-01 00:00 (int64), UTC for tz.
 
-    def __init__(self, logical_type: str, type_name: str, with_zone: bool) -> None:
+    ``offset_required``: timestamptz text without a zone is refused instead of
+    read as UTC (:func:`timestamptz_offset_required`).
+    """
+
+    def __init__(
+        self, logical_type: str, type_name: str, with_zone: bool, offset_required: bool = False
+    ) -> None:
         super().__init__(logical_type, type_name)
         self.with_zone = with_zone
+        self.offset_required = offset_required
         self._special: dict[bytes, int] = {
             b"infinity": _TS_NOEND,
             b"+infinity": _TS_NOEND,
@@ -1012,6 +1028,12 @@ class _TimestampCodec(_TypedCodec[int]):
         parsed = _parse_datetime(data, self.type_name, self._special)
         if isinstance(parsed, int):
             return parsed
+        if self.offset_required and parsed.offset is None:
+            raise TimestamptzWithoutOffset(
+                "timestamp with time zone text without a UTC offset is read in the "
+                "session's TimeZone by PostgreSQL, which is not UTC here; pgseal needs "
+                "an offset (+01, Z) or TimeZone 'UTC'"
+            )
         value = (parsed.jd - _POSTGRES_EPOCH_JDATE) * _USECS_PER_DAY + parsed.usecs
         # A zone in timestamp-without-time-zone input is ignored, as PostgreSQL does;
         # timestamptz without one is read as UTC (pgseal's normalisation).
@@ -1528,6 +1550,36 @@ def _build(logical_type: str) -> ValueCodec:
     if logical_type == "bytea":
         return _ByteaCodec("bytea", "bytea")
     raise UnknownLogicalType(f"pgseal has no codec for type {logical_type!r}")
+
+
+@cache
+def timestamptz_offset_required() -> ValueCodec:
+    """timestamptz's codec for a session whose TimeZone is not UTC.
+
+    PostgreSQL reads timestamptz text without a zone in the session's TimeZone;
+    pgseal canonicalises before Postgres sees the value and reads it as UTC, so
+    in such a session a value without an offset is refused
+    (:class:`TimestamptzWithoutOffset`, 0A000) instead of stored shifted.
+    Everything else is :func:`codec_for` ``("timestamptz")``'s.
+    """
+    return _TimestampCodec(
+        "timestamptz", "timestamp with time zone", with_zone=True, offset_required=True
+    )
+
+
+#: TimeZone settings under which zone-less timestamptz text means UTC.
+_UTC_ZONES: Final = frozenset(
+    {"utc", "etc/utc", "uct", "etc/uct", "gmt", "etc/gmt", "gmt0", "etc/gmt0", "gmt+0",
+     "gmt-0", "etc/gmt+0", "etc/gmt-0", "greenwich", "etc/greenwich", "universal",
+     "etc/universal", "zulu", "etc/zulu", "z"}
+)  # fmt: skip
+_ZERO_OFFSET_ZONE_RE: Final = re.compile(r"(<[+-]?0{1,2}(:?00){0,2}>)?[+-]?0{1,2}(:?00){0,2}")
+
+
+def is_utc_zone(setting: str) -> bool:
+    """Whether a TimeZone setting (as Postgres reports it) is UTC at every instant."""
+    name = setting.strip().lower()
+    return name in _UTC_ZONES or _ZERO_OFFSET_ZONE_RE.fullmatch(name) is not None
 
 
 @cache

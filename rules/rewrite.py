@@ -95,8 +95,20 @@ class RewriteContext:
             return self.slot(ClientParam(ref.index), action, tenant)
         if looks_like_envelope(ref.text):  # stored as it is, whatever its cast
             return self.slot(Literal(ref.text, True), action, tenant)
-        text = ref.text if ref.cast is None else _converted_literal(action.column, ref)
-        return self.slot(Literal(text), action, tenant)
+        if ref.cast is None or _read_by_session(action.column, ref):
+            return self.slot(Literal(ref.text), action, tenant)
+        return self.slot(Literal(_converted_literal(action.column, ref)), action, tenant)
+
+
+def _read_by_session(column: ProtectedColumn, ref: LiteralValue) -> bool:
+    """A ``'...'::timestamptz`` literal for a timestamptz column is read with the
+    session's rules (an offset required unless its TimeZone is UTC), not here."""
+    assert ref.cast is not None
+    return (
+        ref.cast.logical == "timestamptz"
+        and column.logical_type == "timestamptz"
+        and not ref.cast.modifiers
+    )
 
 
 def _converted_literal(column: ProtectedColumn, ref: LiteralValue) -> str:

@@ -161,7 +161,11 @@ def assert_envelope(value: object, *plaintexts: str) -> None:
     assert value[0] == 1
     assert len(value) >= 37
     for text in plaintexts:
-        assert text.encode() not in value
+        raw = text.encode()
+        # Random ciphertext holds any given 1-3 bytes by chance often enough
+        # ('t' in a 38-byte envelope: 14 %): only longer plaintexts say anything.
+        if len(raw) >= 4:
+            assert raw not in value
 
 
 async def assert_never_reached(stack: Stack, *markers: str) -> None:
