@@ -4,6 +4,7 @@
 'use strict'
 
 const pg = require('pg')
+const Cursor = require('pg-cursor')
 const { from: copyFrom, to: copyTo } = require('pg-copy-streams')
 const { pipeline } = require('node:stream/promises')
 const { Readable, Writable } = require('node:stream')
@@ -136,18 +137,18 @@ const scenarios = {
   // table, which Postgres itself parses); the outcomes must be the same.
   async versus_postgres() {
     const cases = {
-      c_text: ['', ' padded ', 'tab\there', 'back\\slash'],
+      c_text: ['', ' padded ', 'tab\there', 'back\\slash', Buffer.from('binary ✓'), Buffer.from([0xff, 0xfe])],
       c_varchar: ['x'.repeat(20), 'y'.repeat(20) + '   ', '€'.repeat(20), 'z'.repeat(21), 'w'.repeat(19) + ' ✓'],
-      c_int: [2147483647, -2147483648, 2147483648, ' 12 ', '+5', 1.5, '0x1F', '1_000', '', -0, 1e3],
-      c_smallint: [32767, -32768, 32768, '0o17', ' -3'],
-      c_bigint: [9007199254740993n, -9223372036854775808n, 9223372036854775808n, 2 ** 53, '0b101', '-0'],
-      c_numeric: [1e21, 1.5e-7, -0, NaN, Infinity, -Infinity, 0.1 + 0.2, '  12.50  ', '1e-3', '-.5', '+3', 'abc', '1_000.000_1', '0x10', '-0.000'],
-      c_bool: [true, false, 't', 'yes', 'off', '1', ' true ', 'maybe', 'TRUE', 'of'],
-      c_date: [new Date(Date.UTC(2024, 1, 29)), 'infinity', '-infinity', 'epoch', '2024-02-30', '0044-03-15 BC', '2024-02-29 23:59:59.999999+14'],
-      c_ts: [new Date(Date.UTC(2024, 1, 29, 1, 2, 3, 4)), 'infinity', '2024-02-29 12:00:00+05', '2024-02-29T12:00:00.1234567', 'epoch', '2024-02-29 24:00:00', '1999-01-08 04:05:06 BC', '2000-01-01 00:00:00.9999995'],
-      c_tstz: [new Date(Date.UTC(2024, 1, 29, 1, 2, 3, 4)), '2024-02-29 12:00:00 America/New_York', '2024-02-29 12:00:00 EST', 'infinity', '2024-02-29 12:00:00', '2024-02-29 12:00:00+05:30:15', '2024-07-01 00:30 Europe/Amsterdam', '0001-01-01 00:00:00+00 BC'],
-      c_uuid: ['A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', 'a0eebc999c0b4ef8bb6d6bb9bd380a11', 'a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11', 'xyz'],
-      c_jsonb: [{ b: 1, a: [true, null] }, '  {"b":1,"a":2}  ', '"str"', 'null', '{"a":1,"a":2}', '1e400', '"\\u0000"', '[1, 2', 12.5, '"\\ud83d\\ude00"'],
+      c_int: [2147483647, -2147483648, 2147483648, ' 12 ', '+5', 1.5, '0x1F', '1_000', '', -0, 1e3, Buffer.from([0, 0, 0, 42]), Buffer.from([255, 255, 255, 214]), Buffer.from([0, 42])],
+      c_smallint: [32767, -32768, 32768, '0o17', ' -3', Buffer.from([0x80, 0]), Buffer.from([1, 2, 3])],
+      c_bigint: [9007199254740993n, -9223372036854775808n, 9223372036854775808n, 2 ** 53, '0b101', '-0', Buffer.from([0, 0, 0, 0, 0, 0, 1, 0])],
+      c_numeric: [1e21, 1.5e-7, -0, NaN, Infinity, -Infinity, 0.1 + 0.2, '  12.50  ', '1e-3', '-.5', '+3', 'abc', '1_000.000_1', '0x10', '-0.000', Buffer.from([0, 1, 0, 0, 0, 0, 0, 2, 0, 42]), Buffer.from([0, 0, 0, 0, 0xc0, 0, 0, 0]), Buffer.from([0, 1, 0, 0, 0, 0, 0, 0, 0x27, 0x10])],
+      c_bool: [true, false, 't', 'yes', 'off', '1', ' true ', 'maybe', 'TRUE', 'of', Buffer.from([1]), Buffer.from([0]), Buffer.from([2])],
+      c_date: [new Date(Date.UTC(2024, 1, 29)), 'infinity', '-infinity', 'epoch', '2024-02-30', '0044-03-15 BC', '2024-02-29 23:59:59.999999+14', Buffer.from([0, 0, 0x20, 0x77]), Buffer.from([0x7f, 0xff, 0xff, 0xff])],
+      c_ts: [new Date(Date.UTC(2024, 1, 29, 1, 2, 3, 4)), 'infinity', '2024-02-29 12:00:00+05', '2024-02-29T12:00:00.1234567', 'epoch', '2024-02-29 24:00:00', '1999-01-08 04:05:06 BC', '2000-01-01 00:00:00.9999995', Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]), Buffer.from([0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])],
+      c_tstz: [new Date(Date.UTC(2024, 1, 29, 1, 2, 3, 4)), '2024-02-29 12:00:00 America/New_York', '2024-02-29 12:00:00 EST', 'infinity', '2024-02-29 12:00:00', '2024-02-29 12:00:00+05:30:15', '2024-07-01 00:30 Europe/Amsterdam', '0001-01-01 00:00:00+00 BC', Buffer.from([0, 0, 0, 0, 0, 0, 0, 0])],
+      c_uuid: ['A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', 'a0eebc999c0b4ef8bb6d6bb9bd380a11', 'a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11', 'xyz', Buffer.alloc(16, 0xab), Buffer.alloc(15)],
+      c_jsonb: [{ b: 1, a: [true, null] }, '  {"b":1,"a":2}  ', '"str"', 'null', '{"a":1,"a":2}', '1e400', '"\\u0000"', '[1, 2', 12.5, '"\\ud83d\\ude00"', Buffer.from('\x01{"bin": [1]}'), Buffer.from('\x02{}')],
       c_bytea: [Buffer.from([1, 2, 255]), Buffer.alloc(0), '\\x4142', 'abc', '\\001\\\\', '\\x4', '\\xZZ'],
     }
     const types = {
@@ -159,12 +160,16 @@ const scenarios = {
       const columns = Object.entries(types).map(([k, v]) => `${k} ${v}`).join(', ')
       await c.query(`CREATE TEMP TABLE node_reference (id serial, ${columns})`)
       const outcome = (promise) => promise.then((r) => ({ value: plain(Object.values(r.rows[0])[0]) }), (e) => ({ code: e.code }))
+      // the text exactly as it came on the wire, not pg's reading of it
+      const wire = { getTypeParser: () => (v) => v }
+      const insert = (table, column, values) =>
+        outcome(c.query({ text: `INSERT INTO ${table} (${column}) VALUES (${values.map((_, i) => `$${i + 1}`).join(', ')}) RETURNING ${column.split(', ').pop()}`, values, types: wire }))
       const results = []
       for (const [column, values] of Object.entries(cases)) {
         for (const [i, value] of values.entries()) {
-          const sealed = await outcome(c.query(`INSERT INTO typed (business_id, ${column}) VALUES ($1, $2) RETURNING ${column}`, [tenant, value]))
-          const postgres = await outcome(c.query(`INSERT INTO node_reference (${column}) VALUES ($1) RETURNING ${column}`, [value]))
-          results.push({ column, i, sealed, postgres })
+          const sealed = await insert('typed', `business_id, ${column}`, [tenant, value])
+          const postgres = await insert('node_reference', column, [value])
+          results.push({ column, i, binary: Buffer.isBuffer(value), sealed, postgres })
         }
       }
       emit('versus:results', results)
@@ -176,9 +181,9 @@ const scenarios = {
         isoOnly.push({ column, value, sealed, postgres })
       }
       emit('versus:iso_only', isoOnly)
-      // read back through a fresh SELECT too, in text and (for all but jsonb) via simple Query
-      const reread = await c.query(`SELECT ${Object.keys(types).join(', ')} FROM typed WHERE business_id = $1 ORDER BY id`, [tenant])
-      const reference = await c.query(`SELECT ${Object.keys(types).join(', ')} FROM node_reference ORDER BY id`)
+      // read back through a fresh SELECT too
+      const reread = await c.query({ text: `SELECT ${Object.keys(types).join(', ')} FROM typed WHERE business_id = $1 ORDER BY id`, values: [tenant], types: wire })
+      const reference = await c.query({ text: `SELECT ${Object.keys(types).join(', ')} FROM node_reference ORDER BY id`, types: wire })
       emit('versus:reread', reread.rows.map(plainRow))
       emit('versus:reread_postgres', reference.rows.map(plainRow))
     })
@@ -265,6 +270,51 @@ const scenarios = {
       const sample = await c.query({ name: 'node_enc_sel', values: [tenant, 'np7@x.example'] })
       emit('named:sample', sample.rows)
       emit('named:fields', sample.fields.map((f) => [f.name, f.dataTypeID]))
+    })
+  },
+
+  // Pipelined writes, a Pool reading concurrently, pg-cursor's portal read in
+  // chunks (Execute with a row limit, Flush, no Sync until close), and a simple
+  // Query holding several statements.
+  async streams() {
+    await withClient({ pipeline: true }, async (c) => {
+      const writes = []
+      for (let i = 0; i < 300; i++) {
+        writes.push(c.query('INSERT INTO customers (business_id, name, email, phone) VALUES ($1, $2, $3, $4)', [tenant, `node-q${i}`, `nq${i}@x.example`, `555-Q${i}`]))
+      }
+      emit('streams:pipelined', (await Promise.allSettled(writes)).filter((r) => r.status === 'fulfilled').length)
+    })
+    const pool = new pg.Pool({ max: 4 })
+    try {
+      const reads = []
+      for (let i = 0; i < 300; i += 3) {
+        reads.push(pool.query('SELECT name, phone FROM customers WHERE business_id = $1 AND email = $2', [tenant, `NQ${i}@x.example`]))
+      }
+      const done = await Promise.all(reads)
+      emit('streams:pool', done.every((r, k) => r.rows.length === 1 && r.rows[0].phone === `555-Q${3 * k}`))
+    } finally {
+      await pool.end()
+    }
+    await withClient({}, async (c) => {
+      const cursor = c.query(new Cursor('SELECT name, email, phone FROM customers WHERE business_id = $1 ORDER BY id', [tenant]))
+      const seen = []
+      for (;;) {
+        const rows = await cursor.read(37)
+        if (rows.length === 0) break
+        seen.push(rows.length)
+        for (const r of rows) {
+          const i = Number(r.name.slice('node-q'.length))
+          if (r.email !== `nq${i}@x.example` || r.phone !== `555-Q${i}`) seen.push(`bad ${r.name}`)
+        }
+      }
+      await cursor.close()
+      emit('streams:cursor_chunks', seen)
+      const refused = c.query(new Cursor('SELECT phone FROM customers WHERE business_id = $1 ORDER BY phone', [tenant]))
+      emit('streams:cursor_refused', await refused.read(10).then(() => 'rows', (e) => e.code))
+      const multi = await c.query(
+        `INSERT INTO customers (business_id, name, phone) VALUES (${tenant}, 'node-m', '555-Q-multi'); SELECT phone FROM customers WHERE business_id = ${tenant} AND name = 'node-m'`
+      )
+      emit('streams:multi', multi.map((r) => [r.command, r.rows]))
     })
   },
 
