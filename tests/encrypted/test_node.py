@@ -137,6 +137,13 @@ async def test_searchable_equality_and_any(stack: Stack, raw: asyncpg.Connection
     assert got["search:email"] == [{"name": "node-s3", "phone": "555-N3", "credit": "3.5"}]
     assert got["search:tax_any"] == ["node-s1", "node-s4"]
     assert got["search:email_any"] == ["node-s0", "node-s2"]
+    assert got["search:any_edges"] == [
+        [],
+        ["node-s3"],
+        ["node-s0"],
+        [f"node-s{i}" for i in range(5)],
+    ]
+    assert got["search:cancelled"] == "57014"
     assert got["search:literal"] == ["node-s2"]
     assert got["search:case_sensitive_tax"] == []
     assert got["search:update"] == [{"name": "node-s1", "phone": "555-NEW"}]
@@ -261,6 +268,7 @@ async def test_pipelined_writes_pool_reads_and_cursor_chunks(
     assert got["streams:cursor_chunks"] == [37] * 8 + [4]
     assert got["streams:cursor_refused"] == "0A000"
     assert got["streams:multi"] == [["INSERT", []], ["SELECT", [{"phone": "555-Q-multi"}]]]
+    assert got["streams:extended_literal"] == [{"name": "node-q5"}]
     stored = await raw.fetch("SELECT email, phone FROM customers WHERE business_id = 9108")
     assert len(stored) == 301
     for row in stored:

@@ -203,6 +203,21 @@ const scenarios = {
       emit('search:tax_any', any.rows.map((r) => r.name))
       const anyEmail = await c.query('SELECT name FROM customers WHERE business_id = $1 AND email = ANY($2::text[]) ORDER BY name', [tenant, ['NODE.S0@example.com', 'node.s2@example.com']])
       emit('search:email_any', anyEmail.rows.map((r) => r.name))
+      const anyEdge = []
+      for (const values of [[], [null, 'NTAX-3'], ['NTAX-0', 'NTAX-0'], Array.from({ length: 500 }, (_, k) => `NTAX-${k}`)]) {
+        const r = await c.query('SELECT name FROM customers WHERE business_id = $1 AND tax_id = ANY($2) ORDER BY name', [tenant, values])
+        anyEdge.push(r.rows.map((row) => row.name))
+      }
+      emit('search:any_edges', anyEdge)
+      const cancelled = new pg.Query('SELECT phone, pg_sleep(30) FROM customers WHERE business_id = $1 AND tax_id = $2', [tenant, 'NTAX-1'])
+      const outcome = new Promise((resolve) => {
+        cancelled.on('error', (err) => resolve(err.code))
+        cancelled.on('end', () => resolve('finished'))
+      })
+      c.query(cancelled)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      new pg.Client().cancel(c, cancelled)
+      emit('search:cancelled', await outcome)
       const literal = await c.query(`SELECT name FROM customers WHERE business_id = ${tenant} AND tax_id = 'NTAX-2'`)
       emit('search:literal', literal.rows.map((r) => r.name))
       const none = await c.query('SELECT name FROM customers WHERE business_id = $1 AND tax_id = $2', [tenant, 'ntax-2'])
@@ -315,6 +330,12 @@ const scenarios = {
         `INSERT INTO customers (business_id, name, phone) VALUES (${tenant}, 'node-m', '555-Q-multi'); SELECT phone FROM customers WHERE business_id = ${tenant} AND name = 'node-m'`
       )
       emit('streams:multi', multi.map((r) => [r.command, r.rows]))
+      // extended protocol with no parameters: the literal is sealed by the rewrite
+      const extended = await c.query({
+        text: `SELECT name FROM customers WHERE business_id = ${tenant} AND email = 'NQ5@x.example'`,
+        queryMode: 'extended',
+      })
+      emit('streams:extended_literal', extended.rows)
     })
   },
 
