@@ -59,6 +59,7 @@ SECRETS = (
     "copy.example",
     "555-C",
     "555-R",
+    "555-CB",
 )
 
 
@@ -213,7 +214,11 @@ async def test_copy_from_stdin_with_copy_streams(stack: Stack, raw: asyncpg.Conn
     assert got["copy:rowcount"] == 500
     assert got["copy:search"] == [{"name": "node-c321", "phone": "555-C321", "credit": "321.25"}]
     assert got["copy:out"] == {"matches": True, "rows": 500}
-    assert got["copy:usable"] == 1
+    assert got["copy:bad_value"] == "22P02"
+    assert got["copy:csv_out"] == (
+        "name,email,credit\nnode-c0,nc0@copy.example,0.25\nnode-c1,nc1@copy.example,1.25\n"
+    )
+    assert got["copy:usable"] == 500  # nothing of the failed COPY was stored
     stored = await raw.fetch(
         "SELECT email, email_bidx, phone, credit FROM customers WHERE business_id = 9106"
     )

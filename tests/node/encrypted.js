@@ -358,8 +358,16 @@ const scenarios = {
         .then(() => ({ matches: Buffer.concat(chunks).toString() === lines.join(''), rows: out.rowCount }))
         .catch(failure)
       emit('copy:out', outcome)
-      const after = await c.query('SELECT 1 AS v')
-      emit('copy:usable', after.rows[0].v)
+      // a bad value for a protected column mid-stream: the whole COPY fails
+      const bad = c.query(copyFrom('COPY customers (business_id, name, phone, credit) FROM STDIN'))
+      const badRows = `${tenant}\tnode-bad1\t555-CB1\t1\n${tenant}\tnode-bad2\t555-CB2\tnot-a-number\n${tenant}\tnode-bad3\t555-CB3\t3\n`
+      emit('copy:bad_value', await pipeline(Readable.from([Buffer.from(badRows)]), bad).then(() => 'accepted', (e) => e.code))
+      const csvChunks = []
+      const csv = c.query(copyTo(`COPY (SELECT name, email, credit FROM customers WHERE business_id = ${tenant} AND name IN ('node-c0', 'node-c1') ORDER BY name) TO STDOUT WITH (FORMAT csv, HEADER)`))
+      await pipeline(csv, new Writable({ write(chunk, _e, cb) { csvChunks.push(chunk); cb() } }))
+      emit('copy:csv_out', Buffer.concat(csvChunks).toString())
+      const after = await c.query('SELECT count(*)::int AS n FROM customers WHERE business_id = $1', [tenant])
+      emit('copy:usable', after.rows[0].n)
     })
   },
 }
