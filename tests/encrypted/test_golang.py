@@ -122,9 +122,14 @@ async def test_pgx_every_logical_type(
         assert got[f"read-{i}"] == pgx_typed_row(f"{p}{i}")
     assert got["insert-nulls"] == "ok"
     assert got["read-nulls"] == dict.fromkeys(TYPED_COLUMNS)
+    # Binary COPY of every logical type and of NULLs, sealed in the stream.
+    assert got["copy-from"] == 2
+    assert got["copy-read"] == [pgx_typed_row(f"{p}c"), dict.fromkeys(TYPED_COLUMNS)]
+    assert got["copy-to"] == f"{p}0-text ü\t-2147483648\n"  # opened in the stream
+    assert got["update-returning"] == f"{p}-updated|5e-1"
     # The simple protocol: values inlined as literals, results in text.
     assert got["simple-read"] == got["simple-written-binary-read"] == pgx_typed_row(f"{p}s")
-    assert await assert_typed_sealed(raw, tenant, p) == 5
+    assert await assert_typed_sealed(raw, tenant, p) == 7
     assert_log_has_none(stack, p)
 
 
@@ -178,11 +183,15 @@ async def test_pgx_search_batch_copy_and_refusal(
     assert_log_has_none(stack, p)
 
 
+@pytest.mark.parametrize("binary_parameters", ["no", "yes"])
 async def test_pq_inserts_reads_search_and_copy_in(
-    stack: Stack, raw: asyncpg.Connection, go_program: Path
+    stack: Stack, raw: asyncpg.Connection, go_program: Path, binary_parameters: str
 ) -> None:
+    """lib/pq: text parameters and results; with binary_parameters=yes it sends
+    []byte in binary and skips the Describe before an unnamed statement's Bind."""
     tenant, p = 7103, unique_prefix()
-    got = run_scenario(go_program, "pq-enc", stack.dsn(sslmode="disable"), str(tenant), p)
+    dsn = stack.dsn(sslmode="disable", binary_parameters=binary_parameters)
+    got = run_scenario(go_program, "pq-enc", dsn, str(tenant), p)
     for i in range(2):  # lib/pq parses text results by the OIDs pgseal rewrote
         assert got[f"read-{i}"] == {
             **pgx_typed_row(f"{p}{i}"),

@@ -26,13 +26,28 @@ const typedSelect = "SELECT " + typedColumns + " FROM typed WHERE business_id = 
 func typedValues(prefix string) []interface{} {
 	return []interface{}{
 		prefix + "-text ü", prefix + "-vc", int32(-2147483648), int64(9223372036854775807),
-		int16(-32768), "12345.678900", true, time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC),
+		int16(-32768), numeric("12345.678900"), true, time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC),
 		time.Date(2023, 12, 31, 23, 59, 58, 123456000, time.UTC),
 		time.Date(2021, 6, 1, 12, 30, 0, 654321000, time.FixedZone("x", 2*3600)),
-		"6f1d3b1c-2b9a-4f3e-9d7a-0a1b2c3d4e5f",
+		uuid("6f1d3b1c-2b9a-4f3e-9d7a-0a1b2c3d4e5f"),
 		&pgtype.JSONB{Bytes: []byte(`{"secret": "` + prefix + `-json", "n": [1, 2]}`), Status: pgtype.Present},
 		[]byte(prefix + "-bytes\x00\xff"), prefix + "-armour",
 	}
+}
+
+// numeric and uuid are binary-encoded by pgx everywhere (the numeric as four
+// base-10000 digits, the last one zero). A Go string would go as text in a
+// Bind but as its raw bytes in a binary COPY, which Postgres rejects too.
+func numeric(text string) *pgtype.Numeric {
+	n := &pgtype.Numeric{}
+	must("numeric", n.Set(text))
+	return n
+}
+
+func uuid(text string) *pgtype.UUID {
+	u := &pgtype.UUID{}
+	must("uuid", u.Set(text))
+	return u
 }
 
 type typedRow struct {
@@ -149,6 +164,39 @@ func pgxEncTyped(r *reporter, dsn string, args []string) {
 	var row typedRow
 	err = conn.QueryRow(ctx, typedSelect, tenant, nullID).Scan(row.targets()...)
 	r.result("read-nulls", row.show(), err)
+
+	// Binary COPY of every logical type (and a row of NULLs), sealed in the stream.
+	copyRows := [][]interface{}{append([]interface{}{tenant}, typedValues(prefix+"c")...),
+		append([]interface{}{tenant}, make([]interface{}, 14)...)}
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"typed"},
+		strings.Split("business_id, "+typedColumns, ", "), pgx.CopyFromRows(copyRows))
+	r.result("copy-from", copied, err)
+	rows, err := conn.Query(ctx, "SELECT "+typedColumns+" FROM typed WHERE business_id = $1"+
+		" AND id > $2 ORDER BY id", tenant, nullID)
+	if err != nil {
+		r.err("copy-read", err)
+	} else {
+		shown := []interface{}{}
+		for rows.Next() {
+			var row typedRow
+			must("scan copied", rows.Scan(row.targets()...))
+			shown = append(shown, row.show())
+		}
+		r.result("copy-read", shown, rows.Err())
+	}
+	// COPY TO of a protected table: opened in the stream or refused, never ciphertext.
+	var out strings.Builder
+	_, err = conn.PgConn().CopyTo(ctx, &out, "COPY (SELECT c_text, c_int FROM typed WHERE id = "+
+		strconv.Itoa(int(ids[0]))+") TO STDOUT")
+	r.result("copy-to", out.String(), err)
+
+	// UPDATE ... RETURNING in binary.
+	var text string
+	var num pgtype.Numeric
+	err = conn.QueryRow(ctx, "UPDATE typed SET c_text = $1, c_numeric = $2 WHERE business_id = $3"+
+		" AND id = $4 RETURNING c_text, c_numeric", prefix+"-updated", 0.5, tenant, ids[1]).Scan(&text, &num)
+	buf, _ := num.EncodeText(nil, nil)
+	r.result("update-returning", text+"|"+string(buf), err)
 
 	// The simple protocol: parameters inlined as literals, results in text.
 	simple := pgxConnect(dsn, true)
