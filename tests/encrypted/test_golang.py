@@ -216,3 +216,16 @@ async def test_pq_inserts_reads_search_and_copy_in(
     assert await assert_customers_sealed(raw, tenant, p) == 204
     await assert_never_reached(stack, f"{p}-refused")
     assert_log_has_none(stack, p)
+
+
+async def test_pgx_pool_of_goroutines_for_two_tenants(
+    stack: Stack, raw: asyncpg.Connection, go_program: Path
+) -> None:
+    tenant, p = 7104, unique_prefix()
+    got = run_scenario(go_program, "pgx-enc", stack.dsn(), "pool", str(tenant), p)
+    assert got["pool-errors"] == ""
+    assert got["pool-found"] == [25] * 8
+    assert got["pool-tenant-search"] == 1  # g0 wrote for 7104, g1 for 7105
+    assert await assert_customers_sealed(raw, tenant, p) == 100
+    assert await assert_customers_sealed(raw, tenant + 1, p) == 100
+    assert_log_has_none(stack, p)

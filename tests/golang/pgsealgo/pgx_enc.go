@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgconn"
 	"github.com/jackc/pgtype"
 	"github.com/jackc/pgx/v4"
+	"github.com/jackc/pgx/v4/pgxpool"
 )
 
 const typedColumns = "c_text, c_varchar, c_int, c_bigint, c_smallint, c_numeric, c_bool," +
@@ -374,8 +376,60 @@ func pgxEncCustomers(r *reporter, dsn string, args []string) {
 	r.result("total-rows", total, err)
 }
 
+// pgxEncPool: goroutines on a pgxpool writing and searching protected columns
+// for two tenants at once (args: the first tenant, a prefix).
+func pgxEncPool(r *reporter, dsn string, args []string) {
+	tenant, err := strconv.Atoi(args[0])
+	must("tenant", err)
+	prefix := args[1]
+	ctx, cancel := timeout()
+	defer cancel()
+	pool, err := pgxpool.Connect(ctx, dsn+poolSuffix(dsn, 4))
+	must("pool", err)
+	defer pool.Close()
+	var wg sync.WaitGroup
+	errs := make([]string, 8)
+	found := make([]int, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			t := tenant + g%2
+			for i := 0; i < 25; i++ {
+				name := fmt.Sprintf("%s-g%d-%d", prefix, g, i)
+				_, err := pool.Exec(ctx, customerInsert, t, name, name+"@Example.org",
+					fmt.Sprintf("%s-TAX-%d-%d", prefix, g, i), name+"-555", nil)
+				if err != nil {
+					errs[g] = err.Error()
+					return
+				}
+				var phone string
+				err = pool.QueryRow(ctx, "SELECT phone FROM customers WHERE business_id = $1 AND email = $2",
+					t, strings.ToUpper(name)+"@EXAMPLE.ORG").Scan(&phone)
+				if err != nil {
+					errs[g] = err.Error()
+					return
+				}
+				if phone == name+"-555" {
+					found[g]++
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	r.value("pool-errors", strings.Join(errs, ""))
+	r.value("pool-found", found)
+	// = ANY over both tenants' emails finds only the row of the tenant asked for.
+	var n int64
+	err = pool.QueryRow(ctx, "SELECT count(*) FROM customers WHERE business_id = $1 AND email = ANY($2)",
+		tenant, []string{prefix + "-g0-3@example.org", prefix + "-g1-3@example.org"}).Scan(&n)
+	r.result("pool-tenant-search", n, err)
+}
+
 func pgxEncrypted(r *reporter, dsn string, args []string) {
 	switch args[0] {
+	case "pool":
+		pgxEncPool(r, dsn, args[1:])
 	case "typed":
 		pgxEncTyped(r, dsn, args[1:])
 	case "customers":
