@@ -177,8 +177,12 @@ async def test_pgx_search_batch_copy_and_refusal(
         assert sqlstate(got[check]) == "0A000"
     assert got["after-refused"] == 1
     assert got["after-refused-simple"] == 2
-    assert got["total-rows"] == 5 + 20 + 2 + 300
-    assert await assert_customers_sealed(raw, tenant, p) == 327
+    reused = mode != "describe"  # pgx 4.15 cannot run a statement by name in describe mode
+    assert [got.get(f"reused-name-{i}") for i in range(3)] == [("ok" if reused else None)] * 3
+    assert got["total-rows"] == 5 + 20 + 2 + 300 + reused
+    assert await assert_customers_sealed(raw, tenant, p) == 327 + reused
+    plain = await raw.fetch("SELECT v FROM plain WHERE id = $1 ORDER BY v", tenant)
+    assert [r["v"] for r in plain] == ([f"{p}-plain-1", f"{p}-plain-2"] if reused else [])
     await assert_never_reached(stack, f"{p}-refused")
     assert_log_has_none(stack, p)
 

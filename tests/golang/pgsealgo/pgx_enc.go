@@ -371,6 +371,28 @@ func pgxEncCustomers(r *reporter, dsn string, args []string) {
 	r.result("after-refused", one, err)
 	err = simple.QueryRow(ctx, "SELECT 2").Scan(&one)
 	r.result("after-refused-simple", one, err)
+	// One statement name for a plain insert, then (after DEALLOCATE) a protected
+	// one, then plain again: pgseal must follow what the name means now.
+	if !strings.Contains(dsn, "statement_cache_mode=describe") { // see pgxEncTyped
+		steps := []struct {
+			sql  string
+			args []interface{}
+		}{
+			{"INSERT INTO plain (id, v) VALUES ($1, $2)", []interface{}{tenant, prefix + "-plain-1"}},
+			{customerInsert, []interface{}{tenant, prefix + "-reused", nil, nil, prefix + "-reused-555", nil}},
+			{"INSERT INTO plain (id, v) VALUES ($1, $2)", []interface{}{tenant, prefix + "-plain-2"}},
+		}
+		for i, step := range steps {
+			_, err = conn.Prepare(ctx, "reused", step.sql)
+			if err == nil {
+				_, err = conn.Exec(ctx, "reused", step.args...)
+			}
+			if err == nil {
+				err = conn.Deallocate(ctx, "reused")
+			}
+			r.result(fmt.Sprintf("reused-name-%d", i), "ok", err)
+		}
+	}
 	var total int64
 	err = conn.QueryRow(ctx, "SELECT count(*) FROM customers WHERE business_id = $1", tenant).Scan(&total)
 	r.result("total-rows", total, err)
