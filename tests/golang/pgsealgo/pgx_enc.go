@@ -123,6 +123,9 @@ func pgxEncTyped(r *reporter, dsn string, args []string) {
 	conn := pgxConnect(dsn, false)
 	defer conn.Close(ctx)
 
+	simple := pgxConnect(dsn, true)
+	defer simple.Close(ctx)
+
 	sd, err := conn.Prepare(ctx, "typed_insert", typedInsert)
 	must("prepare insert", err)
 	r.value("insert-oids", oids(sd))
@@ -200,9 +203,38 @@ func pgxEncTyped(r *reporter, dsn string, args []string) {
 	buf, _ := num.EncodeText(nil, nil)
 	r.result("update-returning", text+"|"+string(buf), err)
 
+	// Numeric specials in binary: NaN and ±Infinity (Postgres 14+), and a big scale.
+	for _, v := range []string{"NaN", "Infinity", "-Infinity", "-0.000000000000000000001", "1" + strings.Repeat("0", 100)} {
+		n := &pgtype.Numeric{}
+		switch v {
+		case "NaN":
+			n = &pgtype.Numeric{NaN: true, Status: pgtype.Present}
+		case "Infinity":
+			n = &pgtype.Numeric{InfinityModifier: pgtype.Infinity, Status: pgtype.Present}
+		case "-Infinity":
+			n = &pgtype.Numeric{InfinityModifier: pgtype.NegativeInfinity, Status: pgtype.Present}
+		default:
+			must("numeric", n.Set(v))
+		}
+		var back pgtype.Numeric
+		var id int32
+		err = conn.QueryRow(ctx, "INSERT INTO typed (business_id, c_numeric) VALUES ($1, $2) RETURNING id",
+			tenant, n).Scan(&id)
+		if err == nil {
+			err = conn.QueryRow(ctx, "SELECT c_numeric FROM typed WHERE business_id = $1 AND id = $2",
+				tenant, id).Scan(&back)
+		}
+		buf, _ := back.EncodeText(nil, nil)
+		var inText pgtype.Numeric // the simple protocol's text result
+		if err == nil {
+			err = simple.QueryRow(ctx, "SELECT c_numeric FROM typed WHERE business_id = $1 AND id = $2",
+				tenant, id).Scan(&inText)
+		}
+		text, _ := inText.EncodeText(nil, nil)
+		r.result("numeric-"+v, string(buf)+"|"+string(text), err)
+	}
+
 	// The simple protocol: parameters inlined as literals, results in text.
-	simple := pgxConnect(dsn, true)
-	defer simple.Close(ctx)
 	var id int32
 	err = simple.QueryRow(ctx, typedInsert, append([]interface{}{tenant}, typedValues(prefix+"s")...)...).Scan(&id)
 	if err != nil {
