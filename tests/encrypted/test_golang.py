@@ -221,6 +221,10 @@ async def test_pq_inserts_reads_search_and_copy_in(
     assert got["credit"] == "11.5"
     assert got["copy-in"] == got["copy-commit"] == "ok"
     assert got["copy-search"] == [f"{p}-c123|{p}-c-555\t123"]
+    assert sqlstate(got["copy-bad-value"]) == "22P02"
+    assert "public.customers.credit" in got["copy-bad-value"]["message"]
+    assert "not-a-number" not in got["copy-bad-value"]["message"]
+    assert got["copy-bad-rollback"] == "ok"
     assert sqlstate(got["refused"]) == "0A000"
     assert got["refused"]["message"] == REFUSED
     assert got["after-refused"] == 204

@@ -122,6 +122,25 @@ func pqEncrypted(r *reporter, dsn string, args []string) {
 	names("copy-search", "SELECT name, phone FROM customers WHERE business_id = $1 AND email = $2",
 		tenant, prefix+"-c123@example.org")
 
+	// A value that is no numeric in the middle of a COPY: refused as Postgres
+	// would (22P02), the COPY aborted, nothing of it stored.
+	tx, err = db.BeginTx(ctx, nil)
+	must("begin bad copy", err)
+	stmt, err = tx.PrepareContext(ctx, pq.CopyIn("customers", "business_id", "name", "phone", "credit"))
+	must("copy in bad", err)
+	for i, credit := range []string{"1.5", "2.5", "not-a-number", "4.5"} {
+		_, err = stmt.ExecContext(ctx, tenant, fmt.Sprintf("%s-bad%d", prefix, i), prefix+"-bad-555", credit)
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		_, err = stmt.ExecContext(ctx)
+	}
+	r.err("copy-bad-value", err)
+	stmt.Close()
+	r.result("copy-bad-rollback", "ok", tx.Rollback())
+
 	_, err = db.ExecContext(ctx, "SELECT phone FROM customers WHERE business_id = $1"+
 		" AND name <> '"+prefix+"-refused' ORDER BY phone", tenant)
 	r.err("refused", err)
