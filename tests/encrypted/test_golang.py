@@ -155,6 +155,9 @@ async def test_pgx_search_batch_copy_and_refusal(
     assert got["search-email-any"] == [f"{p}-n0|{p}-555-0", f"{p}-n4|{p}-555-4"]
     assert got["search-tax-id-any"] == [f"{p}-n2|{p}-555-2", f"{p}-n3|{p}-555-3"]
     assert decimal.Decimal(got["credit"]) == decimal.Decimal("12.5")
+    assert got["search-with-notification"] == [f"{p}-n1|{p}-555-1"]
+    assert got["notification"] == "enc-payload"
+    assert got["batch-parameter-status"] == [f"{p}-555-0", "go-enc", f"{p}-555-4"]
 
     # pgx describes every statement of a batch first: the refusal comes back
     # then, for every result of the batch, and none of its inserts runs.

@@ -4,6 +4,7 @@ package main
 // tests/encrypted/conftest.py). The test reads the raw columns afterwards.
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -298,6 +299,43 @@ func pgxEncCustomers(r *reporter, dsn string, args []string) {
 		[]string{prefix + "-0@example.org", prefix + "-4@EXAMPLE.ORG", "nobody@example.org"})
 	names("search-tax-id-any", "SELECT name, phone FROM customers WHERE business_id = $1"+
 		" AND tax_id = ANY($2) ORDER BY name", tenant, []string{prefix + "-TAX-2", prefix + "-TAX-3"})
+	// A notification arrives with a protected result (before its ReadyForQuery),
+	// and a ParameterStatus (SET application_name) in the middle of a batch.
+	sender := pgxConnect(dsn, false)
+	defer sender.Close(ctx)
+	_, err = conn.Exec(ctx, "LISTEN go_enc_chan")
+	must("listen", err)
+	_, err = sender.Exec(ctx, "NOTIFY go_enc_chan, 'enc-payload'")
+	must("notify", err)
+	time.Sleep(200 * time.Millisecond)
+	names("search-with-notification", "SELECT name, phone FROM customers WHERE business_id = $1"+
+		" AND email = $2", tenant, prefix+"-1@example.org")
+	wait, stop := context.WithTimeout(ctx, 10*time.Second)
+	n, err := conn.WaitForNotification(wait)
+	stop()
+	if err != nil {
+		r.err("notification", err)
+	} else {
+		r.value("notification", n.Payload)
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT phone FROM customers WHERE business_id = $1 AND email = $2", tenant, prefix+"-0@example.org")
+	b.Queue("SET application_name = 'go-enc'")
+	b.Queue("SELECT phone FROM customers WHERE business_id = $1 AND tax_id = $2", tenant, prefix+"-TAX-4")
+	br := conn.SendBatch(ctx, b)
+	var first, last string
+	err = br.QueryRow().Scan(&first)
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		err = br.QueryRow().Scan(&last)
+	}
+	if err == nil {
+		err = br.Close()
+	}
+	r.result("batch-parameter-status", []string{first, conn.PgConn().ParameterStatus("application_name"), last}, err)
+
 	var credit pgtype.Numeric
 	err = conn.QueryRow(ctx, "SELECT credit FROM customers WHERE business_id = $1 AND email = $2",
 		tenant, prefix+"-2@example.org").Scan(&credit)
@@ -307,7 +345,7 @@ func pgxEncCustomers(r *reporter, dsn string, args []string) {
 	// A batch of inserts with a refused statement in it: pgx describes every
 	// statement before sending the batch, the refusal comes back then, and
 	// nothing of the batch runs.
-	b := &pgx.Batch{}
+	b = &pgx.Batch{}
 	for i := 0; i < 20; i++ {
 		b.Queue(customerInsert, tenant, fmt.Sprintf("%s-b%d", prefix, i), fmt.Sprintf("%s-b%d@x", prefix, i),
 			nil, fmt.Sprintf("%s-b-555-%d", prefix, i), nil)
@@ -331,7 +369,7 @@ func pgxEncCustomers(r *reporter, dsn string, args []string) {
 			nil, fmt.Sprintf("%s-b-555-%d", prefix, i), nil)
 	}
 	b.Queue("SELECT name, phone FROM customers WHERE business_id = $1 AND email = $2", tenant, prefix+"-b7@X")
-	br := conn.SendBatch(ctx, b)
+	br = conn.SendBatch(ctx, b)
 	for i := 0; i < 20; i++ {
 		if _, err := br.Exec(); err != nil {
 			r.err("batch-ok-insert", err)
