@@ -248,3 +248,21 @@ async def test_pgx_pool_of_goroutines_for_two_tenants(
     assert await assert_customers_sealed(raw, tenant, p) == 100
     assert await assert_customers_sealed(raw, tenant + 1, p) == 100
     assert_log_has_none(stack, p)
+
+
+async def test_pgx_copy_without_tenant_copy_to_binary_and_multi_statement(
+    stack: Stack, raw: asyncpg.Connection, go_program: Path
+) -> None:
+    tenant, p = 7106, unique_prefix()
+    got = run_scenario(go_program, "pgx-enc", stack.dsn(), "edges", str(tenant), p)
+    # No business_id in the COPY: pgseal cannot pick a key, so nothing is written.
+    assert sqlstate(got["copy-without-tenant"]) == "42501"
+    assert got["after-copy-without-tenant"] == 1
+    assert (
+        await raw.fetchval("SELECT count(*) FROM customers WHERE name = $1", f"{p}-notenant") == 0
+    )
+    # COPY TO in binary: every phone opened in the stream.
+    assert got["copy-to-binary"] == {"tag": "COPY 3", "phones": 3}
+    assert got["multi-statement"] == [[f"{p}-e-555-2"], ["42"], [f"{p}-e0", f"{p}-e-555-0"]]
+    assert await assert_customers_sealed(raw, tenant, p) == 3
+    assert_log_has_none(stack, p)

@@ -518,8 +518,67 @@ func pgxEncPool(r *reporter, dsn string, args []string) {
 	r.result("pool-tenant-search", n, err)
 }
 
+// pgxEncEdges: COPY without the tenant column, COPY TO in binary and a
+// multi-statement simple Query mixing protected and plain results.
+func pgxEncEdges(r *reporter, dsn string, args []string) {
+	tenant, err := strconv.Atoi(args[0])
+	must("tenant", err)
+	prefix := args[1]
+	ctx, cancel := timeout()
+	defer cancel()
+	conn := pgxConnect(dsn, false)
+	defer conn.Close(ctx)
+	for i := 0; i < 3; i++ {
+		_, err = conn.Exec(ctx, customerInsert, tenant, fmt.Sprintf("%s-e%d", prefix, i),
+			fmt.Sprintf("%s-e%d@x", prefix, i), nil, fmt.Sprintf("%s-e-555-%d", prefix, i), nil)
+		must("insert", err)
+	}
+	copied, err := conn.CopyFrom(ctx, pgx.Identifier{"customers"}, []string{"name", "phone"},
+		pgx.CopyFromRows([][]interface{}{{prefix + "-notenant", prefix + "-notenant-555"}}))
+	r.result("copy-without-tenant", copied, err)
+	var one int
+	err = conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+	r.result("after-copy-without-tenant", one, err)
+
+	var out strings.Builder
+	tag, err := conn.PgConn().CopyTo(ctx, &out, "COPY (SELECT name, phone FROM customers"+
+		" WHERE business_id = "+strconv.Itoa(tenant)+") TO STDOUT (FORMAT binary)")
+	if err != nil {
+		r.err("copy-to-binary", err)
+	} else {
+		seen := 0
+		for i := 0; i < 3; i++ {
+			if strings.Contains(out.String(), fmt.Sprintf("%s-e-555-%d", prefix, i)) {
+				seen++
+			}
+		}
+		r.value("copy-to-binary", map[string]interface{}{"tag": tag.String(), "phones": seen})
+	}
+
+	results, err := conn.PgConn().Exec(ctx, "SELECT phone FROM customers WHERE business_id = "+
+		strconv.Itoa(tenant)+" AND email = '"+prefix+"-e2@X'; SELECT 41 + 1; SELECT name, phone"+
+		" FROM customers WHERE business_id = "+strconv.Itoa(tenant)+" AND name = '"+prefix+"-e0'").ReadAll()
+	if err != nil {
+		r.err("multi-statement", err)
+	} else {
+		var got [][]string
+		for _, res := range results {
+			for _, row := range res.Rows {
+				var fields []string
+				for _, f := range row {
+					fields = append(fields, string(f))
+				}
+				got = append(got, fields)
+			}
+		}
+		r.value("multi-statement", got)
+	}
+}
+
 func pgxEncrypted(r *reporter, dsn string, args []string) {
 	switch args[0] {
+	case "edges":
+		pgxEncEdges(r, dsn, args[1:])
 	case "pool":
 		pgxEncPool(r, dsn, args[1:])
 	case "typed":
