@@ -411,8 +411,12 @@ class Proxy:
             action.secret, action.upstream_pid, action.upstream_secret
         )
 
-    def unregister_cancel(self, pid: int) -> None:
-        self.cancel_keys.pop(pid, None)
+    def unregister_cancel(self, pid: int, secret: bytes) -> None:
+        # Only this connection's own entry: once its backend has exited, Postgres
+        # may give the pid to a new backend whose client registered it since.
+        target = self.cancel_keys.get(pid)
+        if target is not None and target.secret == secret:
+            del self.cancel_keys[pid]
 
     async def forward_cancel(self, request: ForwardCancel, *, relayed: bool = False) -> None:
         target = self.cancel_keys.get(request.pid)
@@ -725,7 +729,7 @@ class ClientConnection(asyncio.Protocol):
         metrics = self.proxy.metrics
         metrics.bytes_from_clients += self.session.bytes_from_client
         metrics.bytes_to_clients += self.session.bytes_from_server
-        self.proxy.unregister_cancel(self.session.cancel_pid)
+        self.proxy.unregister_cancel(self.session.cancel_pid, self.session.cancel_secret)
         if self.upstream is not None:
             self.upstream.close(terminate=self.session.phase is Phase.READY)
         startup = self.session.startup

@@ -12,8 +12,9 @@ States (``Phase``) and their rules:
   gets ``N``; CancelRequest becomes a ``ForwardCancel`` action and the
   connection closes; a StartupMessage becomes ``ConnectUpstream``.
 - ``AUTH``: authentication is relayed message by message until the server's
-  first ReadyForQuery. pgseal swaps the server's BackendKeyData for its own so
-  a cancel can never be forged for another client's backend. With
+  first ReadyForQuery. pgseal gives the client the backend's pid with a secret
+  key of its own, so a cancel can never be forged for another client's backend
+  (the pid alone is public). With
   ``auth.mode: terminate`` (``terminate`` given) the order differs: STARTUP ->
   AUTH (``LookupSecret``, then pgseal itself runs SCRAM with the client, see
   ``proxy.auth``) -> CONNECTING -> AUTH (pgseal answers the server's
@@ -1133,9 +1134,12 @@ class Session:
         for kind, start, end in codec.frames(buf, 0, self.limits.max_message_size):
             last = end
             body = buf[start + 5 : end]
-            if kind == 0x4B:  # BackendKeyData: keep the real one, give ours
+            if kind == 0x4B:  # BackendKeyData: the backend's pid, a secret of ours
                 upstream_pid, upstream_secret = codec.decode_backend_key_data(body)
-                self.cancel_pid = secrets.randbits(31) | 1
+                # The pid is no secret (pg_backend_pid(), pg_stat_activity, the pid
+                # of every NotificationResponse): clients match their own
+                # notifications and sessions by it, so it stays the backend's.
+                self.cancel_pid = upstream_pid
                 self.cancel_secret = secrets.token_bytes(len(upstream_secret))
                 self.actions.append(
                     RegisterCancelKey(
