@@ -54,6 +54,7 @@ from rules.pgtypes import (
     ValueCodec,
     ValueFormatError,
     codec_for,
+    float_param_codec,
     is_utc_zone,
     timestamptz_offset_required,
 )
@@ -450,7 +451,11 @@ class BindSealer:
                 target = column_codec(p.column)
                 if offset_required and target.logical_type == "timestamptz":
                     target = timestamptz_offset_required()
-                via = _binary_reader(_declared(client_types, i), target)
+                from_float = float_param_codec(_declared(client_types, i), target)
+                if from_float is not None:  # real/double precision: cast as Postgres does
+                    target, via = from_float, None
+                else:
+                    via = _binary_reader(_declared(client_types, i), target)
                 seals.append(
                     ParamSeal(
                         i,
@@ -463,6 +468,7 @@ class BindSealer:
                         target.logical_type in _TEXT_BINARY_TYPES
                         and not p.column.type_modifier
                         and via is None
+                        and from_float is None
                         and p.cast is None,
                         p.cast,
                     )
@@ -1285,6 +1291,9 @@ class SessionCrypto:
         target = self.value_codec(column)
         try:
             declared = _declared(stmt.client_types, i) if stmt is not None else 0
+            from_float = float_param_codec(declared, target)
+            if from_float is not None:  # real/double precision: cast as Postgres does
+                return from_float.to_canonical(data, fmt)
             via = _binary_reader(declared, target) if fmt == 1 else None
             if via is not None:
                 return target.to_canonical(via.to_canonical(data, 1), 0)

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 import re
 import struct
 import sys
@@ -81,6 +82,7 @@ __all__ = [
     "ValueCodec",
     "ValueFormatError",
     "codec_for",
+    "float_param_codec",
     "is_utc_zone",
     "timestamptz_offset_required",
 ]
@@ -1550,6 +1552,96 @@ def _build(logical_type: str) -> ValueCodec:
     if logical_type == "bytea":
         return _ByteaCodec("bytea", "bytea")
     raise UnknownLogicalType(f"pgseal has no codec for type {logical_type!r}")
+
+
+#: real / double precision: (type name, digits PostgreSQL's float-to-numeric cast keeps).
+_FLOAT_TYPES: Final = {700: ("real", 6), 701: ("double precision", 15)}
+_FLOAT_INTEGER_TARGETS: Final = frozenset({"smallint", "integer", "bigint"})
+_FLOAT8_TEXT_RE: Final = re.compile(
+    rb"\s*([+-]?)(?:(\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(inf(?:inity)?)|(nan))\s*", re.IGNORECASE
+)
+
+
+class _FromFloat(ValueCodec):
+    """A parameter the client typed real or double precision (pgjdbc's setDouble,
+    psycopg's Python float), for a numeric or integer column.
+
+    Postgres reads it as a float first and then applies the assignment cast:
+    ``float8_numeric`` keeps 15 significant digits (``%.15g``; real: 6),
+    ``float8_int4`` and its kin round half to even (``rint``) and check the range,
+    NaN and infinities are numeric's own and out of range for the integers.
+    Reading the text as the column's type instead would keep all 17 digits of
+    ``1.2345678901234567`` and refuse ``2.5`` for an integer: not what Postgres
+    stores. For any other column type it is refused (0A000). Text input of real
+    is refused too (strtof's rounding is not Python's).
+    """
+
+    def __init__(self, declared: int, target: ValueCodec) -> None:
+        self.declared = declared
+        self.float_name, self.digits = _FLOAT_TYPES[declared]
+        self.target = target
+        self.logical_type = target.logical_type
+        self.type_name = target.type_name
+        self.oid = target.oid
+        self.array_oid = target.array_oid
+        self.type_size = target.type_size
+        self.type_modifier = target.type_modifier
+
+    def to_canonical(self, data: bytes, fmt: int) -> bytes:
+        target = self.target
+        if target.logical_type != "numeric" and target.logical_type not in _FLOAT_INTEGER_TARGETS:
+            raise UnsupportedValueFormat(
+                f"pgseal cannot convert a {self.float_name} value to {target.type_name} "
+                "as PostgreSQL does; send it as text or as the column's type"
+            )
+        value = self._read(data, fmt)
+        if target.logical_type == "numeric":
+            if math.isnan(value):
+                text = b"NaN"
+            elif math.isinf(value):
+                text = b"Infinity" if value > 0 else b"-Infinity"
+            else:
+                text = format(value, f".{self.digits}g").encode()
+        else:
+            if not math.isfinite(value):
+                raise NumericValueOutOfRange(f"{target.type_name} out of range")
+            text = str(round(value)).encode()  # round: half to even, as rint
+        return target.to_canonical(text, TEXT_FORMAT)
+
+    def _read(self, data: bytes, fmt: int) -> float:
+        if fmt == BINARY_FORMAT:
+            size = 4 if self.declared == 700 else 8
+            if len(data) != size:
+                _binary_length_error(self.float_name, size, len(data))
+            value: float = struct.unpack(">f" if size == 4 else ">d", data)[0]
+            return value
+        if fmt != TEXT_FORMAT:
+            raise InvalidParameterValue(f"unsupported format code {fmt} for a {self.float_name}")
+        if self.declared == 700:
+            raise UnsupportedValueFormat("pgseal reads a real parameter only in binary format")
+        match = _FLOAT8_TEXT_RE.fullmatch(data)
+        if match is None:
+            raise InvalidTextRepresentation(f"invalid input syntax for type {self.float_name}")
+        sign, digits, infinity, nan = match.groups()
+        if nan is not None:
+            return math.nan
+        if infinity is not None:
+            return -math.inf if sign == b"-" else math.inf
+        value = float(data)
+        if math.isinf(value) or (value == 0 and digits.strip(b"0.")):
+            raise NumericValueOutOfRange(f"value is out of range for type {self.float_name}")
+        return value
+
+    def from_canonical(self, text: bytes, fmt: int) -> bytes:
+        return self.target.from_canonical(text, fmt)
+
+
+def float_param_codec(declared: int, target: ValueCodec) -> ValueCodec | None:
+    """How a parameter typed ``declared`` is read for a ``target`` column, when it is
+    real or double precision (:class:`_FromFloat`); None for any other type."""
+    if declared not in _FLOAT_TYPES:
+        return None
+    return _FromFloat(declared, target)
 
 
 @cache

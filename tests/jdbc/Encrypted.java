@@ -620,7 +620,8 @@ public final class Encrypted {
     /**
      * prepareThreshold=-1: named from the first execution, Describe before Bind,
      * binary parameters (java.time objects, int8, int2, numeric, bytea, uuid) and
-     * results. setDouble sends a binary float8 that pgseal has no reader for: refused.
+     * results. setDouble sends a binary float8: stored as Postgres's assignment cast
+     * makes it (15 digits for numeric, round half to even for bigint).
      */
     private void binaryParameters() throws SQLException {
         Checks.Check check = Checks.check("binary_parameters");
@@ -660,14 +661,24 @@ public final class Encrypted {
             }
             check.put("read", read);
             try (PreparedStatement ps = c.prepareStatement(
-                    "INSERT INTO typed (business_id, c_numeric, c_text) VALUES (?, ?, ?)")) {
+                    "INSERT INTO typed (business_id, c_numeric, c_bigint, c_text) VALUES (?, ?, ?, ?)")) {
                 ps.setInt(1, business + 33);
-                ps.setDouble(2, 1.25);
-                ps.setString(3, "dbl-" + tag);
+                ps.setDouble(2, 1.2345678901234567);
+                ps.setDouble(3, 2.5);
+                ps.setString(4, "dbl-" + tag);
                 ps.executeUpdate();
                 check.put("double_raised", false);
             } catch (SQLException e) {
                 check.error("double", e);
+            }
+            try (PreparedStatement ps = c.prepareStatement(
+                    "SELECT c_numeric, c_bigint FROM typed WHERE business_id = ?")) {
+                ps.setInt(1, business + 33);
+                try (ResultSet rs = ps.executeQuery()) {
+                    if (rs.next()) {
+                        check.put("double_value", rs.getBigDecimal(1).toPlainString() + "|" + rs.getLong(2));
+                    }
+                }
             }
             try (PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM typed WHERE business_id = ?")) {
                 ps.setInt(1, business + 33);
