@@ -1610,6 +1610,29 @@ class SessionCrypto:
         # still cached, nothing invalidated): nothing can change that before
         # this call returns, so the rows it opened need no second check.
         checked: DataKey | None = None
+        if known is not None and limit >= size:
+            # Rows read again, the common run: only hits, then the loop below
+            # takes over at the first miss. (With the limit at or above the
+            # buffer's size, a row longer than the limit also ends past the buffer.)
+            get = known.get
+            while pos + 5 <= size and buf[pos] == 0x44:  # DataRow
+                (length,) = unpack(buf, pos + 1)
+                end = pos + 1 + length
+                if length < 4 or end > size:
+                    break
+                hit = get(buf[pos + 5 : end])
+                if hit is None:
+                    break
+                opener = hit[1]
+                if opener is not checked:
+                    if (tenant is not None and opener.tenant != tenant) or not crypto.still_cached(
+                        opener, generation
+                    ):
+                        break
+                    checked = opener
+                append(hit[0])
+                hit_values += hit[2]
+                pos = end
         while pos + 5 <= size and buf[pos] == 0x44:  # DataRow
             (length,) = unpack(buf, pos + 1)
             end = pos + 1 + length

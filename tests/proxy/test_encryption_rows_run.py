@@ -47,3 +47,24 @@ async def test_a_remembered_row_of_another_tenant_ends_the_run(
     parts, stop = session.data_rows(buf, stop + len(theirs), 1 << 20, state)
     assert parts == [codec.encode_data_row([b"mine"])]
     assert stop == len(buf)
+
+
+async def test_a_remembered_row_whose_key_expired_is_not_served(
+    crypt: tuple[SessionCrypto, DataKey],
+) -> None:
+    session, key = crypt
+    rows = codec.encode_data_row([seal(key, NAME.qualified, b"kept")]) * 3
+    state = portal({0: NAME}, 1, (1,))
+    parts, stop = session.data_rows(rows, 0, 1 << 20, state)
+    assert parts == [codec.encode_data_row([b"kept"])] * 3
+    assert stop == len(rows)
+    # The key's TTL runs out: its plaintext must not outlive it in opened rows.
+    session.enc.crypto.cache._expire_hot(key)
+    parts, stop = session.data_rows(rows, 0, 1 << 20, portal({0: NAME}, 1, (1,)))
+    assert parts == []
+    assert stop == 0  # the session frames the row itself and loads the key
+    # Loaded again, the rows are served again.
+    session.enc.crypto.cache._put_data_key(key)
+    parts, stop = session.data_rows(rows, 0, 1 << 20, portal({0: NAME}, 1, (1,)))
+    assert parts == [codec.encode_data_row([b"kept"])] * 3
+    assert stop == len(rows)
