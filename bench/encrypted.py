@@ -1,7 +1,7 @@
 """Encrypted columns: pgseal on protected columns against Postgres on plaintext ones.
 
     bench/encrypted [--duration 5] [--rounds 3] [--clients 4] [--floor] [--pgbouncer]
-                    [--unix-upstream]
+                    [--unix-upstream] [--workers N]
 
 One embedded PostgreSQL (or ``--dsn``) holds two pairs of tables of the same
 shape (``id, business_id, bucket, f1 .. f6``): ``enc_*`` with the six fields
@@ -20,6 +20,10 @@ them as plain ``text``. pgseal runs as ``pgseal serve`` in front of it.
 * ``--pgbouncer``: also the same workloads through PgBouncer (session pooling,
   bench/passthrough's setup) on the ``plain_*`` tables: what a proxy hop written
   in C costs on this machine, with nothing encrypted at all.
+
+``--workers N`` also runs ``pgseal serve --workers N`` (N processes on one
+port, the same rules and master key) on the encrypted tables, as ``pgseal*N``,
+its CPU summed over the workers.
 
 ``--unix-upstream`` has pgseal and PgBouncer reach Postgres through its unix
 socket (as when the proxy runs on the database host); the clients still connect
@@ -236,6 +240,17 @@ async def open_cost_in_process(repeat: int = 5) -> tuple[float, float, float]:
     return cold, warm, dec_ns / number * 1e9
 
 
+def machine_busy() -> float:
+    """Seconds of CPU all cores have spent not idle since boot (/proc/stat).
+
+    Says whether a run was bound by the machine's CPU (near 100 %) or by
+    the round trips (cores left idle while every client waits).
+    """
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     values: dict[str, float] = {}
@@ -271,11 +286,18 @@ def main() -> int:
         action="store_true",
         help="also run pgseal on the plaintext tables (the proxy's pass-through floor)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run pgseal serve --workers N on the encrypted tables",
+    )
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="pgseal-bench-enc-"))
     cluster = None
     proxy = None
+    multi = None
     bouncer: subprocess.Popen[bytes] | None = None
     try:
         if args.dsn:
@@ -309,12 +331,13 @@ def main() -> int:
                 sys.exit("--unix-upstream needs the embedded Postgres (no --dsn)")
             up_host = str(cluster.socket_dir)
             upstream = f"postgresql:///{database}?host={up_host}&port={port}"
+        master_env = {"PGSEAL_BENCH_MK": base64.b64encode(os.urandom(32)).decode()}
         proxy = start_pgseal(
             base / "pgseal",
             upstream,
             f"service_dsn: {direct}\nmaster_key: env:PGSEAL_BENCH_MK\n"
             f"metrics_listen: 127.0.0.1:{metrics_port}\n{RULES}",
-            {"PGSEAL_BENCH_MK": base64.b64encode(os.urandom(32)).decode()},
+            master_env,
         )
         sealed = proxy.dsn(user=user, database=database)
         print("loading ...", flush=True)
@@ -331,6 +354,18 @@ def main() -> int:
             # pgseal relaying the plaintext tables: what any statement costs
             # through this proxy before a single field is sealed or opened.
             targets.append(("relay", sealed, "plain", seal_pids))
+        if args.workers > 1:
+            multi = start_pgseal(
+                base / "pgseal-workers",
+                upstream,
+                f"service_dsn: {direct}\nmaster_key: env:PGSEAL_BENCH_MK\n{RULES}",
+                master_env,
+                args=("--workers", str(args.workers)),
+            )
+            assert multi.process is not None
+            name = f"pgseal*{args.workers}"
+            multi_dsn = multi.dsn(user=user, database=database)
+            targets.append((name, multi_dsn, "enc", (multi.process.pid,)))
         if args.pgbouncer:
             bouncer, bouncer_port = start_pgbouncer(base / "pgbouncer", up_host, port, user)
             bounced = f"postgresql://{user}@127.0.0.1:{bouncer_port}/{database}"
@@ -341,12 +376,18 @@ def main() -> int:
             order = targets if round_ % 2 == 0 else targets[::-1]
             for workload, run in workloads.items():
                 for name, dsn, prefix, pids in order:
-                    target = Target(name, "", 0, pids)
+                    target = Target(name, "", 0, pids, name.startswith("pgseal*"))
                     before = time.perf_counter(), cpu_split(target)
+                    machine, client = machine_busy(), os.times()
                     qps = asyncio.run(run(dsn, f"{prefix}_{workload}", args.clients, args.duration))
                     elapsed = time.perf_counter() - before[0]
+                    busy = (machine_busy() - machine) / elapsed / (os.cpu_count() or 1)
+                    client_s = sum(os.times()[:2]) - sum(client[:2])
                     runs.setdefault((workload, name), []).append(qps)
-                    line = f"round {round_ + 1} {workload:5} {name:9} {qps:9.0f} q/s"
+                    line = (
+                        f"round {round_ + 1} {workload:5} {name:9} {qps:9.0f} q/s"
+                        f"   machine {busy:4.0%} busy, client {client_s / elapsed:4.0%}"
+                    )
                     if pids:  # the proxy's CPU per query (connects included)
                         after, queries = cpu_split(target), qps * elapsed
                         user = (after[0] - before[1][0]) / queries * 1e6
@@ -382,6 +423,10 @@ def main() -> int:
                 relay = medians[(workload, "relay")]
                 print(f"      pgseal relaying plaintext tables {relay:8.0f} q/s   "
                       f"ratio {relay / plain:.2f}x (the floor through pgseal)")  # fmt: skip
+            if (workload, f"pgseal*{args.workers}") in medians:
+                many = medians[(workload, f"pgseal*{args.workers}")]
+                print(f"      pgseal --workers {args.workers} (encrypted) {many:8.0f} q/s   "
+                      f"ratio {many / plain:.2f}x")  # fmt: skip
             if (workload, "pgbouncer") in medians:
                 bounced_qps = medians[(workload, "pgbouncer")]
                 print(f"      PgBouncer on plaintext tables    {bounced_qps:8.0f} q/s   "
@@ -390,7 +435,7 @@ def main() -> int:
             costs = ", ".join(
                 f"{name} {statistics.median(cpu[(workload, name)]):.1f} us"
                 f" ({statistics.median(user_cpu[(workload, name)]):.1f} user)"
-                for name in ("pgseal", "relay", "pgbouncer")
+                for name in ("pgseal", f"pgseal*{args.workers}", "relay", "pgbouncer")
                 if (workload, name) in cpu
             )
             print(f"      proxy CPU per query: {costs}")
@@ -416,6 +461,8 @@ def main() -> int:
     finally:
         if proxy is not None:
             proxy.stop()
+        if multi is not None:
+            multi.stop()
         if bouncer is not None:
             bouncer.terminate()
             bouncer.wait(10)

@@ -20,6 +20,13 @@ using more than one core); their CPU is the sum over the processes.
 ``--unix-upstream`` has every proxy reach Postgres through its unix socket (as
 when the proxy runs on the database host) while pgbench still connects over
 TCP; direct Postgres stays TCP.
+
+Each proxy's line also says how it spent the run (``/proc/PID/schedstat``):
+the share of the wall time it ran on a CPU and the share it was runnable but
+waiting in the kernel's run queue behind pgbench and the Postgres backends. A
+proxy that runs or waits nearly all the time is the serial point of the
+transaction; its TPS is then the CPU share it gets divided by its CPU per
+transaction.
 """
 
 from __future__ import annotations
@@ -60,18 +67,36 @@ def cpu_split(target: Target) -> tuple[float, float]:
     On this kind of machine most of a proxy's time is the kernel's (loopback
     TCP sends); the user part is what the proxy's own code can change.
     """
-    pids = list(target.pids)
-    if target.children:
-        for parent in target.pids:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text()
-            pids += [int(pid) for pid in children.split()]
     user = system = 0
-    for pid in pids:
+    for pid in _target_pids(target):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         user += int(fields[11])
         system += int(fields[12])
     tick = os.sysconf("SC_CLK_TCK")
     return user / tick, system / tick
+
+
+def _target_pids(target: Target) -> list[int]:
+    pids = list(target.pids)
+    if target.children:
+        for parent in target.pids:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text()
+            pids += [int(pid) for pid in children.split()]
+    return pids
+
+
+def sched_split(target: Target) -> tuple[float, float]:
+    """Seconds a target's processes ran on a CPU and waited in a run queue so far.
+
+    From /proc/PID/schedstat (main threads: every proxy here serves on one
+    thread per process). Both are 0 for direct.
+    """
+    ran = waited = 0
+    for pid in _target_pids(target):
+        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+        ran += int(fields[0])
+        waited += int(fields[1])
+    return ran / 1e9, waited / 1e9
 
 
 def ensure_pgbouncer() -> str:
@@ -284,12 +309,15 @@ def main() -> int:
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         cpu: dict[tuple[str, str], list[float]] = {}
         user_cpu: dict[tuple[str, str], list[float]] = {}
+        ran_share: dict[tuple[str, str], list[float]] = {}
+        wait_share: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
             shift = round_ % len(targets)
             order = targets[shift:] + targets[:shift]
             for mode in ("prepared", "simple"):
                 for target in order:
-                    cpu_before = cpu_split(target)
+                    cpu_before, sched_before = cpu_split(target), sched_split(target)
+                    started = time.perf_counter()
                     tps, lat = pgbench(
                         target,
                         user,
@@ -297,7 +325,8 @@ def main() -> int:
                         ["-S", "-M", mode, "-c", str(args.clients), "-j", str(args.threads),
                          "-T", str(args.duration), "-n"],
                     )  # fmt: skip
-                    cpu_after = cpu_split(target)
+                    cpu_after, sched_after = cpu_split(target), sched_split(target)
+                    wall = time.perf_counter() - started
                     user_used = cpu_after[0] - cpu_before[0]
                     used = user_used + cpu_after[1] - cpu_before[1]
                     results.setdefault((mode, target.name), []).append((tps, lat))
@@ -311,6 +340,11 @@ def main() -> int:
                         cpu.setdefault((mode, target.name), []).append(per_txn)
                         user_cpu.setdefault((mode, target.name), []).append(user_txn)
                         line += f" {per_txn:6.1f} us CPU/txn ({user_txn:4.1f} user)"
+                        ran = (sched_after[0] - sched_before[0]) / wall
+                        waited = (sched_after[1] - sched_before[1]) / wall
+                        ran_share.setdefault((mode, target.name), []).append(ran)
+                        wait_share.setdefault((mode, target.name), []).append(waited)
+                        line += f"   ran {ran:4.0%}, waited for a CPU {waited:4.0%}"
                     print(line, flush=True)
         print()
         print(f"pgbench -S -c {args.clients} -j {args.threads} -T {args.duration}, "
@@ -339,6 +373,13 @@ def main() -> int:
                 if target.pids
             )
             print(f"{mode:9} of which user (the rest is the kernel's): {users}")
+            shares = ", ".join(
+                f"{target.name} {statistics.median(ran_share[(mode, target.name)]):.0%}"
+                f" + {statistics.median(wait_share[(mode, target.name)]):.0%}"
+                for target in targets
+                if target.pids
+            )
+            print(f"{mode:9} of the wall time, ran + waited for a CPU: {shares}")
             if args.workers > 1:
                 n = args.workers
                 many, bouncers_tps = medians[f"pgseal*{n}"][0], medians[f"pgbouncer*{n}"][0]
