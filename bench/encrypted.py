@@ -68,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
-from passthrough import Target, cpu_split, start_pgbouncer  # noqa: E402  (bench/)
+from passthrough import Target, cpu_split, sched_split, start_pgbouncer  # noqa: E402  (bench/)
 
 from proxy.embedded import EmbeddedPostgres, free_port  # noqa: E402
 from tests.pgseal_process import REPO_ROOT, start_pgseal  # noqa: E402
@@ -378,7 +378,7 @@ def main() -> int:
                 for name, dsn, prefix, pids in order:
                     target = Target(name, "", 0, pids, name.startswith("pgseal*"))
                     before = time.perf_counter(), cpu_split(target)
-                    machine, client = machine_busy(), os.times()
+                    machine, client, sched = machine_busy(), os.times(), sched_split(target)
                     qps = asyncio.run(run(dsn, f"{prefix}_{workload}", args.clients, args.duration))
                     elapsed = time.perf_counter() - before[0]
                     busy = (machine_busy() - machine) / elapsed / (os.cpu_count() or 1)
@@ -395,6 +395,9 @@ def main() -> int:
                         cpu.setdefault((workload, name), []).append(per_query)
                         user_cpu.setdefault((workload, name), []).append(user)
                         line += f"   {per_query:6.1f} us CPU/query ({user:5.1f} us user)"
+                        now = sched_split(target)
+                        ran, waited = (now[0] - sched[0]) / elapsed, (now[1] - sched[1]) / elapsed
+                        line += f", ran {ran:4.0%} + waited for a CPU {waited:4.0%}"
                     print(line, flush=True)
         written = ["enc_read"] + (["enc_write"] if "write" in workloads else [])
         asyncio.run(check_stored(direct, written))
