@@ -386,6 +386,9 @@ class StatementCrypto:
     columns: RowColumns | None = None
     #: A Rewrite's Bind work, worked out on its first Bind (``_bind_sealer``).
     sealer: BindSealer | None = None
+    #: A COPY that moves protected values: its statement and SQL, from which
+    #: each Execute makes a fresh stream transform (:meth:`SessionCrypto.copy_for`).
+    copy: tuple[StatementInfo, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -788,16 +791,43 @@ class SessionCrypto:
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
         self._check_encoding(statements)
-        if any(info.copy is not None for info in statements):
-            raise _copy_refusal(statements)
+        copy: tuple[StatementInfo, str] | None = None
+        # A COPY is checked now (one statement, options, columns) and its
+        # stream transform made again at each Execute (``copy_for``).
+        if any(i.copy is not None for i in statements) and self._copy(statements, parse.query):
+            copy = (statements[0], parse.query)
         self._apply_statements(statements)
-        self.statements[parse.name] = StatementCrypto(plan, parse.param_types)
+        self.statements[parse.name] = StatementCrypto(plan, parse.param_types, copy=copy)
         if not isinstance(plan, Rewrite):
             return None
         return codec.encode_parse(parse.name, plan.sql_extended, plan.parse_oids(parse.param_types))
 
     def forget_statement(self, name: str) -> None:
         self.statements.pop(name, None)
+
+    def copy_for(self, statement: str) -> object | None:
+        """The stream transform for an Execute of ``statement``: a CopyIn or a
+        CopyOut when it is a COPY that moves protected values, else None."""
+        found = self.statements.get(statement)
+        if found is None or found.copy is None:
+            return None
+        info, sql = found.copy
+        return self._copy((info,), sql)
+
+    def copy_refusal_in_flight(self, statement: str) -> Refused:
+        """An extended-protocol COPY sent behind another round trip still in flight.
+
+        The COPY's stream state is made at its Execute and ends at the next
+        ReadyForQuery, so an earlier round trip's ReadyForQuery must not come
+        between (``proxy.session``).
+        """
+        found = self.statements[statement]
+        assert found.copy is not None
+        return _copy_refusal(
+            (found.copy[0],),
+            "behind another round trip still in flight",
+            "wait for the ReadyForQuery of what was sent before, or send COPY as a simple query",
+        )
 
     def bind(self, body: bytes) -> tuple[bytes | None, PortalState]:
         """Seal a Bind's parameters; the new message (or None) and the portal state."""
@@ -1902,13 +1932,13 @@ def _statements_of(plan: Plan) -> tuple[StatementInfo, ...]:
     return ()
 
 
-def _copy_refusal(statements: Sequence[StatementInfo]) -> Refused:
+def _copy_refusal(statements: Sequence[StatementInfo], why: str, hint: str) -> Refused:
     info = next(i for i in statements if i.copy is not None)
     table = info.copy.table if info.copy and info.copy.table else sorted(info.tables)[0]
     return refusal(
-        f"pgseal: COPY on encrypted table {table} through the extended query protocol "
+        f"pgseal: COPY on encrypted table {table} through the extended query protocol {why} "
         "is not supported",
-        "send COPY as a simple query (psql, asyncpg's copy_* and psycopg's copy() do)",
+        hint,
     )
 
 

@@ -193,6 +193,8 @@ _EXPECT_DESCRIBE_P = (DESCRIBE_P, None)
 _EXPECT_QUERY = (QUERY, None)
 _EXPECT_FUNCTION = (FUNCTION, None)
 _EXPECT_COPY_END = (COPY_END, None)
+#: Expectations of the extended-protocol batch still open (answered before its Sync).
+_SAME_BATCH = frozenset({PARSE, BIND, DESCRIBE_S, DESCRIBE_P, EXECUTE, CLOSE, INJECTED_DESCRIBE})
 # How most extended-protocol batches end, and what they expect.
 _EXECUTE_SYNC = codec.message(b"E", b"\x00\x00\x00\x00\x00") + codec.SYNC
 _DESCRIBE_EXECUTE_SYNC = codec.message(b"D", b"P\x00") + _EXECUTE_SYNC
@@ -804,6 +806,16 @@ class Session:
                 state = crypt.portals.get(name)
                 if state is None:
                     state = crypt.portals[name] = PortalState(name)
+                described = crypt.statements.get(state.statement)
+                if described is not None and described.copy is not None:
+                    try:
+                        self._copy_executed(crypt, state.statement)
+                    except Refused as refused:
+                        if start > seg:
+                            out.append(buf[seg:start])
+                        seg = end
+                        self.refuse(refused.error, simple_query=False)
+                        continue
                 if state.columns is None and not state.injected_describe:
                     # The result's shape is unknown (the client never described
                     # it): ask Postgres first, so no protected value slips through.
@@ -859,6 +871,22 @@ class Session:
         if pos > seg:
             out.append(buf if pos == size and not seg else buf[seg:pos])
         return buf[pos:]
+
+    def _copy_executed(self, crypt: SessionCrypto, statement: str) -> None:
+        """An Execute of a COPY that moves protected values (the extended protocol).
+
+        Its stream transform is made here, as a simple Query's is at the Query;
+        the CopyInResponse or CopyOutResponse puts it to work. Only when no
+        earlier round trip is still in flight: each ReadyForQuery ends the COPY
+        state, so an earlier one must not arrive after this Execute.
+        """
+        if any(entry[0] not in _SAME_BATCH for entry in self._pending):
+            raise crypt.copy_refusal_in_flight(statement)
+        copy = crypt.copy_for(statement)
+        if isinstance(copy, CopyIn):
+            self._copy_in, self._copy_failed = copy, False
+        else:
+            crypt.copy_pending = copy
 
     def _copy_client(
         self, copy_in: CopyIn, kind: int, buf: bytes, start: int, end: int
