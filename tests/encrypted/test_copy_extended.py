@@ -163,3 +163,25 @@ async def test_a_failing_copy_stores_nothing_and_the_next_one_works(
     stored = await raw.fetch("SELECT name, phone FROM customers WHERE business_id = 43")
     assert [row["name"] for row in stored] == ["next"]
     assert_envelope(stored[0]["phone"], "555-NEXT")
+
+
+async def test_copy_without_the_tenant_column_takes_the_session_tenant(
+    stack: Stack, raw: asyncpg.Connection
+) -> None:
+    copy = _extended("COPY customers (name, phone) FROM STDIN") + codec.message(
+        b"d", b"notenant\t555-NOTENANT\n"
+    )
+    with _connect(stack) as sock:
+        # no session tenant: whose key would seal it? Refused at the Parse.
+        sock.sendall(copy + codec.message(b"c") + codec.SYNC)
+        (error,) = _errors(_until_ready(sock))
+        assert error["C"] == "42501"
+        assert "public.customers" in error["M"]
+        sock.sendall(codec.message(b"Q", b"SET pgseal.tenant = '44'\x00"))
+        _until_ready(sock)
+        sock.sendall(copy + codec.message(b"c") + codec.SYNC)
+        assert not _errors(_until_ready(sock))
+        sock.sendall(codec.TERMINATE)
+    stored = await raw.fetch("SELECT business_id, phone FROM customers WHERE name = 'notenant'")
+    assert [row["business_id"] for row in stored] == [44]
+    assert_envelope(stored[0]["phone"], "555-NOTENANT")
