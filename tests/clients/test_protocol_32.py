@@ -19,27 +19,11 @@ from psycopg import errors
 
 from proxy import codec
 from tests.clients.conftest import Relay
+from tests.wire import messages_until_ready
 
 pytestmark = pytest.mark.skipif(
     psycopg.pq.version() < 180000, reason="libpq < 18 cannot speak protocol 3.2"
 )
-
-
-def _messages_until_ready(sock: socket.socket) -> list[tuple[int, bytes]]:
-    buf = b""
-    out: list[tuple[int, bytes]] = []
-    sock.settimeout(10)
-    while True:
-        chunk = sock.recv(65536)
-        assert chunk, "pgseal closed the connection during startup"
-        buf += chunk
-        last = 0
-        for kind, start, end in codec.frames(buf):
-            out.append((kind, buf[start + 5 : end]))
-            last = end
-            if kind == ord("Z"):
-                return out
-        buf = buf[last:]
 
 
 def test_protocol_3_2_startup_gets_a_32_byte_key_of_pgseals_own(relay: Relay) -> None:
@@ -48,14 +32,14 @@ def test_protocol_3_2_startup_gets_a_32_byte_key_of_pgseals_own(relay: Relay) ->
     )
     with socket.create_connection((relay.proxy.host, relay.proxy.port)) as sock:
         sock.sendall(startup.encode())
-        messages = _messages_until_ready(sock)
+        messages = messages_until_ready(sock)
         kinds = bytes(kind for kind, _ in messages)
         assert b"v" not in kinds, "the server should accept 3.2 as it is"
         (key,) = [body for kind, body in messages if kind == ord("K")]
         pid, secret = codec.decode_backend_key_data(key)
         assert len(secret) == 32
         sock.sendall(codec.message(b"Q", b"SELECT pg_backend_pid()\x00"))
-        answer = _messages_until_ready(sock)
+        answer = messages_until_ready(sock)
         (row,) = [body for kind, body in answer if kind == ord("D")]
         backend_pid = int(codec.decode_data_row(row)[0] or b"0")
         # The pid is the backend's (it is public: pg_backend_pid(), the pid of

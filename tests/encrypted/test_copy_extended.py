@@ -15,6 +15,7 @@ import asyncpg
 
 from proxy import codec
 from tests.encrypted.conftest import Stack, assert_envelope, assert_never_reached, marker
+from tests.wire import messages_until_ready
 
 
 def _connect(stack: Stack) -> socket.socket:
@@ -27,21 +28,7 @@ def _connect(stack: Stack) -> socket.socket:
 
 def _until_ready(sock: socket.socket, count: int = 1) -> list[tuple[str, bytes]]:
     """Messages up to the ``count``-th ReadyForQuery: (type letter, body)."""
-    buf = b""
-    out: list[tuple[str, bytes]] = []
-    while True:
-        chunk = sock.recv(65536)
-        assert chunk, "pgseal closed the connection"
-        buf += chunk
-        last = 0
-        for kind, start, end in codec.frames(buf):
-            out.append((chr(kind), buf[start + 5 : end]))
-            last = end
-            if kind == ord("Z"):
-                count -= 1
-                if count == 0:
-                    return out
-        buf = buf[last:]
+    return [(chr(kind), body) for kind, body in messages_until_ready(sock, count)]
 
 
 def _extended(sql: str) -> bytes:
