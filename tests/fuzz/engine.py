@@ -104,6 +104,14 @@ def corpus(table: str) -> list[bytes]:
         _query(f"COPY {table} (business_id, secret) FROM STDIN")
         + _msg(b"d", f"1\t{MARKER}\n".encode())
         + _msg(b"c", b""),
+        _parse("", f"COPY {table} (business_id, secret) FROM STDIN")  # as pg8000 sends it
+        + _bind("", "", [])
+        + _execute()
+        + FLUSH
+        + SYNC
+        + _msg(b"d", f"1\t{MARKER}\n".encode())
+        + _msg(b"c", b"")
+        + SYNC,
         _query("BEGIN") + _query(f"UPDATE {table} SET secret = '{MARKER}'") + _query("ROLLBACK"),
         _msg(b"F", struct.pack("!IHHIH", 1598, 0, 0, 0, 0)),
     ]
