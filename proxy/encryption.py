@@ -56,6 +56,7 @@ from rules.pgtypes import (
     codec_for,
     float_param_codec,
     is_utc_zone,
+    set_server_version,
     timestamptz_offset_required,
 )
 from rules.plan_cache import Planner
@@ -551,6 +552,7 @@ class Encryption:
             connection = await asyncpg.connect(config.service_dsn)
             try:
                 catalog = await load_catalog(connection, config.rules)
+                set_server_version(int(await connection.fetchval("SHOW server_version_num")))
             finally:
                 await connection.close()
         except BaseException:
@@ -570,7 +572,9 @@ class Encryption:
 
         connection: asyncpg.Connection[Any] = await asyncpg.connect(self.service_dsn)
         try:
-            return await load_catalog(connection, rules)
+            catalog = await load_catalog(connection, rules)
+            set_server_version(int(await connection.fetchval("SHOW server_version_num")))
+            return catalog
         finally:
             await connection.close()
 

@@ -22,8 +22,11 @@ the text format.
 Text input follows PostgreSQL's own input functions (leading/trailing blanks,
 ``0x``/``0o``/``0b`` and ``_`` digit separators of PostgreSQL 16+, ``1e2``,
 ``yes``/``on``, ``{...}`` uuids, bytea escape format, ...) and is checked against a
-live server in ``tests/rules/test_pgtypes.py``. Deliberate limits, each refused
-with a typed error rather than guessed:
+live server in ``tests/rules/test_pgtypes.py``. What PostgreSQL 16 added to the
+input syntax (non-decimal integers and numerics, ``_`` separators,
+``+infinity`` dates and timestamps) is refused, as the server would refuse it,
+once :func:`set_server_version` was told of an older server. Deliberate limits,
+each refused with a typed error rather than guessed:
 
 * ``timestamptz`` is normalised to UTC: text input without a zone is read as UTC,
   what it means in a session whose ``TimeZone`` is UTC; the proxy reads values
@@ -84,6 +87,7 @@ __all__ = [
     "codec_for",
     "float_param_codec",
     "is_utc_zone",
+    "set_server_version",
     "timestamptz_offset_required",
 ]
 
@@ -302,6 +306,31 @@ def _binary_length_error(type_name: str, expected: int, got: int) -> NoReturn:
     )
 
 
+class _InputSyntax:
+    """Which server's text input syntax values are read in: one upstream per process."""
+
+    pg16 = True  # non-decimal integers, "_" separators, "+infinity" (PostgreSQL 16+)
+
+
+_SYNTAX: Final = _InputSyntax()
+
+
+def set_server_version(version_num: int) -> None:
+    """Read text input as the server of this ``server_version_num`` reads it.
+
+    pgseal converts protected values itself, so the server never parses them:
+    without this, a PostgreSQL 15 behind pgseal would seem to accept ``0x1F``
+    or ``1_000`` for an integer column that it refuses for any other.
+    """
+    _SYNTAX.pg16 = version_num >= 160000
+
+
+def _pre16_refuses(type_name: str, data: bytes) -> None:
+    """PostgreSQL 16 syntax on an older server: the error that server gives."""
+    if not _SYNTAX.pg16:
+        _syntax_error(type_name, data)
+
+
 # Digit runs with PostgreSQL 16's "_" separators (one, between digits).
 _DEC = rb"\d+(?:_\d+)*"
 _NONDEC_INT = rb"0(?:[xX](?:_?[0-9a-fA-F])+|[oO](?:_?[0-7])+|[bB](?:_?[01])+)"
@@ -315,6 +344,8 @@ def _parse_integer_literal(data: bytes, type_name: str) -> int:
     if match is None:
         _syntax_error(type_name, data)
     sign, nondec, dec = match.groups()
+    if nondec is not None or b"_" in dec:
+        _pre16_refuses(type_name, data)
     if nondec is not None:
         digits = nondec[2:].replace(b"_", b"")
         # int() caps decimal strings at 4300 digits; bound the work long before.
@@ -626,6 +657,8 @@ def _parse_numeric(data: bytes) -> _Numeric:
             return _Numeric(_NUMERIC_NINF, b"", b"")
         _syntax_error("numeric", data)
     sign_text, nondec, int_raw, frac_raw, frac_only, exp_raw = match.groups()
+    if nondec is not None or b"_" in body:
+        _pre16_refuses("numeric", data)
     sign = _NUMERIC_NEG if sign_text == b"-" else _NUMERIC_POS
     if nondec is not None:
         if exp_raw is not None:
@@ -858,6 +891,8 @@ def _parse_datetime(data: bytes, type_name: str, special: dict[bytes, int]) -> _
     body = data.strip(_BLANKS)
     word = body.lower()
     if word in special:
+        if word == b"+infinity" and not _SYNTAX.pg16:
+            raise InvalidDatetimeFormat(f"invalid input syntax for type {type_name}")
         return special[word]
     if word in _CLOCK_WORDS:
         raise UnsupportedValueFormat(

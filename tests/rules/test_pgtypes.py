@@ -80,12 +80,28 @@ def pg_conn(pg_server: PgServer) -> Iterator[psycopg.Connection[tuple[object, ..
         conn.execute("SET TimeZone = 'UTC'")
         conn.execute("SET DateStyle = 'ISO, MDY'")
         conn.execute("SET bytea_output = 'hex'")
-        yield conn
+        # The codecs read text as this server does (PGSEAL_TEST_PG_VERSION=15: without 16's syntax).
+        pgtypes.set_server_version(conn.info.server_version)
+        try:
+            yield conn
+        finally:
+            pgtypes.set_server_version(180000)
 
 
 @pytest.fixture(scope="module")
 def oracle(pg_conn: psycopg.Connection[tuple[object, ...]]) -> Oracle:
     return Oracle(pg_conn)
+
+
+@pytest.fixture
+def pg16_syntax() -> Iterator[None]:
+    """PostgreSQL 16's input syntax for one test, whatever server the module uses."""
+    was = pgtypes._SYNTAX.pg16
+    pgtypes.set_server_version(160000)
+    try:
+        yield
+    finally:
+        pgtypes._SYNTAX.pg16 = was
 
 
 # ------------------------------------------------------------------- OID table
@@ -870,6 +886,7 @@ def test_varchar_length_limit() -> None:
     assert caught.value.sqlstate == "22001"
 
 
+@pytest.mark.usefixtures("pg16_syntax")
 def test_from_canonical_accepts_non_canonical_text() -> None:
     # Legacy or hand-migrated plaintext is re-read rather than mis-encoded.
     assert codec_for("integer").from_canonical(b" 0x2a ", 1) == b"\x00\x00\x00\x2a"
@@ -1048,3 +1065,38 @@ def test_timestamptz_offsets_agree_with_postgres(oracle: Oracle, usecs: int, off
         assert caught.value.sqlstate == state
     else:
         assert codec.to_canonical(literal, 0) == expected
+
+
+# What PostgreSQL 16 added to the input syntax, refused as PostgreSQL 15 refuses it
+# (checked against a real 15 in tests/encrypted/test_server_version.py).
+PG16_SYNTAX = [
+    ("integer", "0x1F", "22P02"),
+    ("integer", "1_000", "22P02"),
+    ("bigint", "-0b101", "22P02"),
+    ("smallint", "0o17", "22P02"),
+    ("numeric", "0x1f", "22P02"),
+    ("numeric", "1_000.5", "22P02"),
+    ("numeric", "1e1_0", "22P02"),
+    ("date", "+infinity", "22007"),
+    ("timestamp", "+infinity", "22007"),
+    ("timestamptz", " +Infinity ", "22007"),
+]
+
+
+@pytest.mark.usefixtures("pg16_syntax")
+@pytest.mark.parametrize(("logical", "literal", "state"), PG16_SYNTAX)
+def test_postgres_16_syntax_is_refused_for_an_older_server(
+    logical: str, literal: str, state: str
+) -> None:
+    codec = codec_for(logical)
+    data = literal.encode()
+    accepted = codec.to_canonical(data, 0)
+    pgtypes.set_server_version(150018)
+    with pytest.raises(ValueFormatError) as caught:
+        codec.to_canonical(data, 0)
+    assert caught.value.sqlstate == state
+    assert literal.strip() not in str(caught.value)
+    # the spellings every version reads are still read
+    assert codec.to_canonical(b"-infinity" if state == "22007" else b"31", 0)
+    pgtypes.set_server_version(160000)
+    assert codec.to_canonical(data, 0) == accepted
