@@ -26,7 +26,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_protocol_3_2_startup_gets_a_32_byte_key_of_pgseals_own(relay: Relay) -> None:
+@pytest.fixture(scope="module")
+def server_speaks_3_2(relay: Relay) -> bool:
+    """PostgreSQL 18 and later (PGSEAL_TEST_PG_VERSION=15 runs the suite on 15)."""
+    with psycopg.connect(relay.direct_dsn) as conn:
+        return conn.info.server_version >= 180000
+
+
+def test_protocol_3_2_startup_gets_a_32_byte_key_of_pgseals_own(
+    relay: Relay, server_speaks_3_2: bool
+) -> None:
     startup = codec.StartupMessage(
         codec.PROTOCOL_3_2, {"user": relay.user, "database": relay.database}
     )
@@ -34,10 +43,14 @@ def test_protocol_3_2_startup_gets_a_32_byte_key_of_pgseals_own(relay: Relay) ->
         sock.sendall(startup.encode())
         messages = messages_until_ready(sock)
         kinds = bytes(kind for kind, _ in messages)
-        assert b"v" not in kinds, "the server should accept 3.2 as it is"
         (key,) = [body for kind, body in messages if kind == ord("K")]
         pid, secret = codec.decode_backend_key_data(key)
-        assert len(secret) == 32
+        if server_speaks_3_2:
+            assert b"v" not in kinds, "the server should accept 3.2 as it is"
+            assert len(secret) == 32
+        else:  # an older server answers 3.0: relayed, and a 3.0 key of pgseal's own
+            assert b"v" in kinds
+            assert len(secret) == 4
         sock.sendall(codec.message(b"Q", b"SELECT pg_backend_pid()\x00"))
         answer = messages_until_ready(sock)
         (row,) = [body for kind, body in answer if kind == ord("D")]
@@ -49,8 +62,18 @@ def test_protocol_3_2_startup_gets_a_32_byte_key_of_pgseals_own(relay: Relay) ->
         sock.sendall(codec.TERMINATE)
 
 
-def test_psycopg_with_protocol_3_2_cancels_a_query_through_pgseal(relay: Relay) -> None:
+def test_psycopg_with_protocol_3_2_cancels_a_query_through_pgseal(
+    relay: Relay, server_speaks_3_2: bool
+) -> None:
     conninfo = relay.conninfo(min_protocol_version="3.2", max_protocol_version="3.2")
+    if not server_speaks_3_2:  # libpq refuses the older server, through pgseal as directly
+        with pytest.raises(psycopg.OperationalError) as through:
+            psycopg.connect(conninfo)
+        with pytest.raises(psycopg.OperationalError) as direct:
+            psycopg.connect(relay.direct_dsn, min_protocol_version="3.2")
+        assert "protocol" in str(through.value)
+        assert "protocol" in str(direct.value)
+        return
     with psycopg.connect(conninfo) as conn:
         assert conn.pgconn.full_protocol_version == 30002
         timer = threading.Timer(0.5, conn.cancel_safe)
