@@ -152,7 +152,9 @@ async def test_insert_all_and_upsert_all(
     ar: ActiveRecordRun, stack: Stack, raw: asyncpg.Connection
 ) -> None:
     """insert_all: one INSERT ... VALUES (...), ... ON CONFLICT DO NOTHING RETURNING;
-    upsert_all: ON CONFLICT (business_id, name) DO UPDATE SET col = excluded.col."""
+    upsert_all: ON CONFLICT (business_id, name) DO UPDATE SET col = excluded.col,
+    and by primary key ON CONFLICT ("id") DO UPDATE SET "business_id" = excluded.
+    "business_id", ... (every column but the key)."""
     tag = ar.tag
     checks = await ar("bulk")
     assert checks["bulk:insert_all"] == [f"555-ARK-{tag}-{i}" for i in range(3)]
@@ -167,7 +169,21 @@ async def test_insert_all_and_upsert_all(
         [f"ar-bulk-{tag}-2", f"555-ARK-{tag}-2", "2.0"],
         [f"ar-bulk-{tag}-9", f"555-ARK-{tag}-9", "9.0"],
     ]
-    rows = await raw.fetch("SELECT phone, email, email_bidx, credit FROM customers")
+    # upsert_all by primary key sets business_id = excluded.business_id as well:
+    # the business's own row is updated, another business's is left alone.
+    assert checks["bulk:upsert_by_id"] == [True, f"555-ARK-{tag}-byid"]
+    other_check = checks["bulk:other"]
+    assert isinstance(other_check, list)
+    other_id, other_view = other_check
+    assert other_view == [[TENANT + 1, f"ar-bulk-other-{tag}", None]]
+    other = await raw.fetchrow(
+        "SELECT business_id, name, phone FROM customers WHERE id = $1", other_id
+    )
+    assert other is not None
+    assert tuple(other) == (TENANT + 1, f"ar-bulk-other-{tag}", None)
+    rows = await raw.fetch(
+        "SELECT phone, email, email_bidx, credit FROM customers WHERE business_id = $1", TENANT
+    )
     assert len(rows) == 4
     for row in rows:
         assert_envelope(row["phone"], f"555-ARK-{tag}")

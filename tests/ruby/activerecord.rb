@@ -160,7 +160,17 @@ SCENARIOS = {
     emit("bulk:upsert_all", upserted.rows.sort)
     emit("bulk:after", Customer.where(business_id: TENANT).where("name LIKE ?", "ar-bulk-#{TAG}-%")
                                .order(:name).pluck(:name, :phone, :credit).map { |n, p, c| [n, p, c.to_s("F")] })
-    emit("bulk:ids", Customer.where("name LIKE ?", "ar-bulk-#{TAG}-%").pluck(:id))
+    # By primary key (AR's default): ON CONFLICT ("id") DO UPDATE SET "business_id" =
+    # excluded."business_id", ... — a row of another business is left alone.
+    mine = Customer.find_by!(name: "ar-bulk-#{TAG}-0")
+    other = Customer.create!(business_id: TENANT + 1, name: "ar-bulk-other-#{TAG}")
+    by_id = Customer.upsert_all(
+      [{ id: mine.id, business_id: TENANT, name: mine.name, phone: "555-ARK-#{TAG}-byid" },
+       { id: other.id, business_id: TENANT, name: "ar-bulk-stolen-#{TAG}", phone: "555-ARK-#{TAG}-stolen" }],
+      returning: %w[id phone]
+    )
+    emit("bulk:upsert_by_id", [by_id.rows == [[mine.id, "555-ARK-#{TAG}-byid"]], mine.reload.phone])
+    emit("bulk:other", [other.id, Customer.where(id: other.id).pluck(:business_id, :name, :phone)])
   end,
 
   "typed" => lambda do
