@@ -70,6 +70,40 @@ SCENARIOS = {
     end
   end,
 
+  "pipeline" => lambda do
+    with_conn do |c|
+      c.enter_pipeline_mode
+      c.send_query_params("SELECT $1::int AS a", [1])
+      c.send_query_params("SELECT * FROM #{t('missing')}", [])
+      c.send_query_params("SELECT $1::text AS b", ["skipped"])
+      c.pipeline_sync
+      c.send_query_params("SELECT $1::int * 3 AS c", [7])
+      c.pipeline_sync
+      seen = []
+      until seen.count("sync") == 2
+        r = c.get_result or next # nil ends each query's results
+        seen << case r.result_status
+                when PG::PGRES_TUPLES_OK then r.values
+                when PG::PGRES_PIPELINE_SYNC then "sync"
+                when PG::PGRES_PIPELINE_ABORTED then "aborted"
+                else r.error_field(PG::PG_DIAG_SQLSTATE)
+                end
+      end
+      c.exit_pipeline_mode
+      emit("pipeline:results", seen)
+      c.send_query("SELECT generate_series(1, 3) AS n")
+      c.set_single_row_mode
+      rows = []
+      while (r = c.get_result)
+        rows << [r.result_status == PG::PGRES_SINGLE_TUPLE, r.values]
+      end
+      emit("pipeline:single_row", rows)
+      c.reset # a new connection (startup again) on the same object
+      emit("pipeline:reset", c.exec("SELECT 5").getvalue(0, 0))
+      emit("pipeline:status", %w[server_encoding client_encoding integer_datetimes].map { |p| c.parameter_status(p) })
+    end
+  end,
+
   "copy" => lambda do
     with_conn do |c|
       c.exec("DROP TABLE IF EXISTS #{t('c')}; CREATE TABLE #{t('c')} (id int, v text, b bytea)")

@@ -1,8 +1,9 @@
 """The pg gem (libpq underneath) through a pass-through pgseal: exec_params with
 text and binary results, prepare/exec_prepared/describe_prepared, send_query and
-get_result, COPY in and out, PG::BasicTypeMapForResults (which reads pg_type on
-creation), a transaction with an error, a real CancelRequest and LISTEN/NOTIFY.
-The same script run straight against Postgres must print the same checks."""
+get_result, libpq pipeline and single-row modes, COPY in and out,
+PG::BasicTypeMapForResults (which reads pg_type on creation), a transaction with
+an error, a real CancelRequest and LISTEN/NOTIFY. The same script run straight
+against Postgres must print the same checks."""
 
 from __future__ import annotations
 
@@ -69,6 +70,19 @@ def test_send_query_and_get_result(through: Checks) -> None:
     assert through["async:results"] == [[["1"]], [["two"]], "42P01"]
     assert through["async:params"] == "2"
     assert through["async:after"] == "ok"
+
+
+def test_pipeline_mode_and_single_row_mode(through: Checks) -> None:
+    # The error aborts the rest of its pipeline up to the sync, not what follows.
+    assert through["pipeline:results"] == [[["1"]], "42P01", "aborted", "sync", [["21"]], "sync"]
+    assert through["pipeline:single_row"] == [
+        [True, [["1"]]],
+        [True, [["2"]]],
+        [True, [["3"]]],
+        [False, []],
+    ]
+    assert through["pipeline:reset"] == "5"
+    assert through["pipeline:status"] == ["UTF8", "UTF8", "on"]
 
 
 def test_copy_in_and_out(through: Checks) -> None:
