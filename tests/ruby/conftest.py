@@ -7,6 +7,7 @@ Debian; without them the tests fail (never skip) saying what to install.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -24,11 +25,12 @@ RUBY_DIR = Path(__file__).resolve().parent
 INSTALL = "apt-get install ruby ruby-pg ruby-activerecord"
 
 
-def ruby_binary() -> str:
-    """The ruby executable; fails the test with what to install if it or a gem is missing."""
+@functools.cache
+def _find_ruby() -> tuple[str | None, str]:
+    """(the ruby executable, "") or (None, what is missing); looked for once a run."""
     ruby = shutil.which("ruby")
     if ruby is None:
-        pytest.fail(f"ruby is not installed: {INSTALL}")
+        return None, f"ruby is not installed: {INSTALL}"
     probe = subprocess.run(
         [ruby, "-e", 'require "pg"; require "active_record"'],
         capture_output=True,
@@ -37,7 +39,15 @@ def ruby_binary() -> str:
         check=False,
     )
     if probe.returncode != 0:
-        pytest.fail(f"ruby has no pg gem or ActiveRecord ({probe.stderr.strip()}): {INSTALL}")
+        return None, f"ruby has no pg gem or ActiveRecord ({probe.stderr.strip()}): {INSTALL}"
+    return ruby, ""
+
+
+def ruby_binary() -> str:
+    """The ruby executable; fails the test with what to install if it or a gem is missing."""
+    ruby, missing = _find_ruby()
+    if ruby is None:
+        pytest.fail(missing)
     return ruby
 
 
