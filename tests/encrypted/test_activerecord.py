@@ -270,6 +270,33 @@ async def test_destroy(ar: ActiveRecordRun, raw: asyncpg.Connection) -> None:
     assert await raw.fetchval("SELECT count(*) FROM invoices") == 0
 
 
+async def test_everyday_finders_locks_and_sessions(
+    ar: ActiveRecordRun, raw: asyncpg.Connection
+) -> None:
+    tag = ar.tag
+    checks = await ar("everyday")
+    # find_or_create_by! (normalised email), create_or_find_by! (SAVEPOINT + 23505)
+    assert checks["everyday:find_or_create"] == [True, True, f"carol-{tag}@ar"]
+    assert checks["everyday:unique_email"] is False  # the uniqueness validation's SELECT 1
+    assert checks["everyday:eager_load"] == [
+        [f"  Ann.AR-{tag}@Example.COM ", [f"ar everyday {tag}"]]
+    ]  # LEFT OUTER JOIN with AR's t0_r0 ... aliases
+    assert checks["everyday:with_lock"] == f"555-AR-{tag}"
+    assert checks["everyday:or"] == [f"ar-ann-{tag}", f"ar-carol-{tag}"]
+    assert checks["everyday:first_last"] == [True, True]
+    assert checks["everyday:set_local"] == [TENANT + 100]
+    assert checks["everyday:reset"] == TENANT
+    rows = await raw.fetch("SELECT business_id, name, phone FROM customers ORDER BY id")
+    assert [(r["business_id"], r["name"]) for r in rows] == [
+        (TENANT, f"ar-ann-{tag}"),
+        (TENANT, f"ar-carol-{tag}"),
+        (TENANT + 100, f"ar-local-{tag}"),
+        (TENANT, f"ar-reset-{tag}"),
+    ]
+    assert_envelope(rows[2]["phone"], f"555-ARL-{tag}")
+    assert_envelope(rows[3]["phone"], f"555-ARS-{tag}")
+
+
 async def test_undeclared_types_fail_closed(ar: ActiveRecordRun, raw: asyncpg.Connection) -> None:
     """A model that does not declare its protected columns' types takes them for
     bytea: a numeric's text goes as a binary bytea parameter (no binary numeric,

@@ -57,6 +57,11 @@ class UndeclaredCustomer < ActiveRecord::Base
   self.table_name = "customers"
 end
 
+class UniqueEmailCustomer < Customer
+  # SELECT 1 AS one FROM "customers" WHERE "customers"."email" = $1 AND "customers"."business_id" = $2 LIMIT $3
+  validates :email, uniqueness: { scope: :business_id }
+end
+
 class Typed < ActiveRecord::Base
   self.table_name = "typed"
   attribute :c_text, :string
@@ -256,6 +261,32 @@ SCENARIOS = {
     dave = Customer.create!(business_id: TENANT, name: "ar-dave-#{TAG}", email: "dave-#{TAG}@ar")
     emit("destroy:by_email", Customer.where(email: "DAVE-#{TAG}@ar").delete_all)
     emit("destroy:dave_gone", Customer.exists?(dave.id))
+  end,
+
+  "everyday" => lambda do
+    ann = Customer.create!(ann_attributes)
+    ann.invoices.create!(business_id: TENANT, total: 3, notes: "ar everyday #{TAG}")
+    email = "carol-#{TAG}@ar"
+    carol = Customer.find_or_create_by!(business_id: TENANT, email: email) { |c| c.name = "ar-carol-#{TAG}" }
+    again = Customer.find_or_create_by!(business_id: TENANT, email: " CAROL-#{TAG}@AR")
+    # INSERT in a SAVEPOINT, 23505, ROLLBACK TO SAVEPOINT, then the SELECT.
+    found = Customer.create_or_find_by!(business_id: TENANT, name: "ar-carol-#{TAG}")
+    emit("everyday:find_or_create", [again.id == carol.id, found.id == carol.id, found.email])
+    emit("everyday:unique_email", UniqueEmailCustomer.new(business_id: TENANT, name: "x-#{TAG}", email: email.upcase).valid?)
+    emit("everyday:eager_load", Customer.eager_load(:invoices).where(id: ann.id).map { |c| [c.email, c.invoices.map(&:notes)] })
+    emit("everyday:with_lock", ann.with_lock { ann.phone }) # SELECT ... FOR UPDATE, then reload
+    emit("everyday:or", Customer.where(email: email).or(Customer.where(tax_id: ann.tax_id)).order(:id).pluck(:name))
+    mine = Customer.where(business_id: TENANT) # ORDER BY "customers"."id" LIMIT 1
+    emit("everyday:first_last", [mine.first.id == ann.id, mine.last.id == carol.id])
+    local = Customer.transaction do
+      Customer.connection.execute("SET LOCAL pgseal.tenant = '#{TENANT + 100}'")
+      Customer.create!(name: "ar-local-#{TAG}", phone: "555-ARL-#{TAG}").id
+    end
+    emit("everyday:set_local", Customer.where(id: local).pluck(:business_id))
+    # reset!: DISCARD ALL, then AR configures the session again (variables) or
+    # Postgres restores the startup option's tenant.
+    Customer.connection.reset!
+    emit("everyday:reset", Customer.create!(name: "ar-reset-#{TAG}", phone: "555-ARS-#{TAG}").reload.business_id)
   end,
 
   "undeclared" => lambda do
