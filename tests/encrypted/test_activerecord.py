@@ -134,7 +134,6 @@ async def test_update_by_primary_key_with_the_session_tenant(
     ]
     assert checks["update:find_by"] is True
     assert checks["update:update_all"] == [1, True]
-    assert checks["update:noop"] is True
     row = await raw.fetchrow(
         "SELECT business_id, phone, email, credit, tax_id FROM customers WHERE id = $1",
         checks["update:id"],
