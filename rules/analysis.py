@@ -249,7 +249,8 @@ class SearchSite:
 
 @dataclass(slots=True)
 class ConflictGuard:
-    """ON CONFLICT DO UPDATE of protected columns: only update same-tenant rows."""
+    """ON CONFLICT DO UPDATE of protected columns (or of the tenant column to
+    EXCLUDED's): only update same-tenant rows."""
 
     conflict: exp.OnConflict
     target: str  # alias or table name of the INSERT target
@@ -978,7 +979,7 @@ class Analyzer:
                         col,
                         "use a non-encrypted unique key as the conflict target",
                     )
-        protected_set = False
+        protected_set = tenant_set = False
         for assign in conflict.expressions:
             if not isinstance(assign, exp.EQ):
                 self.walk(assign, env)
@@ -989,21 +990,28 @@ class Analyzer:
                 self.walk(assign.expression, env)
                 continue
             name = ident(target.this)
+            rhs = strip_parens(assign.expression)
+            from_excluded = (
+                isinstance(rhs, exp.Column)
+                and ident(rhs.table) == "excluded"
+                and ident(rhs.this) == name
+            )
             if name == table.tenant_column and table.columns:
-                raise refuse_table(
-                    f"changing tenant column {name}", table, "a row's business cannot change"
-                )
+                # ActiveRecord's upsert_all sets every column but the conflict key.
+                # EXCLUDED's own tenant is kept as a no-op by the same-tenant guard
+                # below; any other value would move the row to another business.
+                if not from_excluded:
+                    raise refuse_table(
+                        f"changing tenant column {name}", table, "a row's business cannot change"
+                    )
+                tenant_set = True
+                continue
             col = table.column(name)
             if col is None:
                 self.walk(assign.expression, env)
                 continue
             protected_set = True
-            rhs = strip_parens(assign.expression)
-            if (
-                isinstance(rhs, exp.Column)
-                and ident(rhs.table) == "excluded"
-                and ident(rhs.this) == name
-            ):
+            if from_excluded:
                 self.handled.add(id(rhs))
                 if col.searchable:
                     self.findings.blind_writes.append(
@@ -1028,7 +1036,7 @@ class Analyzer:
         where = conflict.args.get("where")
         if where is not None:
             self.walk(where, env)
-        if protected_set and table.tenant_column not in key_names:
+        if (protected_set or tenant_set) and table.tenant_column not in key_names:
             self.findings.guards.append(ConflictGuard(conflict, alias, table.tenant_column))
 
     def refuse_multi_assign(self, target: exp.Expr, table: ProtectedTable | None) -> None:

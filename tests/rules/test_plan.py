@@ -116,6 +116,24 @@ REWRITES = [
         "ON CONFLICT(id) DO UPDATE SET phone = EXCLUDED.phone "
         "WHERE customers.business_id = excluded.business_id",
     ),
+    # ActiveRecord's upsert_all by primary key sets the tenant column to EXCLUDED's
+    # too: kept by the same guard, and a row of another business is left alone.
+    (
+        'INSERT INTO "customers" ("id","business_id","phone") VALUES (1, 61, \'555\') '
+        'ON CONFLICT ("id") DO UPDATE SET "business_id"=excluded."business_id",'
+        '"phone"=excluded."phone" RETURNING "id"',
+        'INSERT INTO "customers" ("id", "business_id", "phone") VALUES (1, 61, $1) '
+        'ON CONFLICT("id") DO UPDATE SET "business_id" = excluded."business_id", '
+        '"phone" = excluded."phone" WHERE customers.business_id = excluded.business_id '
+        'RETURNING "id"',
+    ),
+    (
+        "INSERT INTO customers (id, business_id, name) VALUES ($1, $2, $3) "
+        "ON CONFLICT (id) DO UPDATE SET business_id = EXCLUDED.business_id, name = EXCLUDED.name",
+        "INSERT INTO customers (id, business_id, name) VALUES ($1, $2, $3) "
+        "ON CONFLICT(id) DO UPDATE SET business_id = EXCLUDED.business_id, name = EXCLUDED.name "
+        "WHERE customers.business_id = excluded.business_id",
+    ),
     (
         "INSERT INTO customers (business_id, id, phone) VALUES ($1, $2, $3) "
         "ON CONFLICT (id) DO NOTHING",
@@ -325,6 +343,18 @@ REFUSALS = [
     ),
     ("UPDATE customers SET phone = phone WHERE id = 1", "UPDATE SET to an expression", PHONE),
     ("UPDATE customers SET business_id = 2 WHERE id = 1", "changing tenant column", None),
+    (
+        "INSERT INTO customers (id, business_id, phone) VALUES (1, 2, 'a') "
+        "ON CONFLICT (id) DO UPDATE SET business_id = 3, phone = EXCLUDED.phone",
+        "changing tenant column",
+        None,
+    ),
+    (
+        "INSERT INTO customers (id, business_id) VALUES (1, 2) "
+        "ON CONFLICT (id) DO UPDATE SET business_id = customers.business_id + 1",
+        "changing tenant column",
+        None,
+    ),
     (
         "UPDATE leads SET name = c.phone FROM customers c WHERE c.id = leads.id",
         "copying to another column",
