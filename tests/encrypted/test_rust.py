@@ -141,6 +141,12 @@ async def test_search_pipelines_refusals_and_copy(
         assert got[check]["message"] == REFUSED
     assert got["after-refused"] == 1
     assert got["after-refused-simple"] == [["2"]]
+    # A portal read four rows at a time: b1, b10 .. b19 but for the two that failed.
+    names = [f"{p}-b{n}|{p}-b-555-{n}" for n in [1, 10, 11, 13, 14, 16, 17, 18, 19]]
+    assert got["portal-chunks"] == [names[:4], names[4:8], names[8:]]
+    assert sqlstate(got["cancel-error"]) == "57014"
+    assert got["cancel-request"] == "ok"
+    assert got["cancel-then-query"] == f"{p}-555-0"
     assert got["tx-rows"] == 1  # the savepoint's insert rolled back
     assert got["total-rows"] == 5 + 19 + 1
     assert await assert_customers_sealed(raw, tenant, p) == 25

@@ -148,4 +148,6 @@ def test_transactions_and_savepoints(got: dict[str, Any]) -> None:
     assert got["tx-rollback-savepoint"] == got["tx-commit"] == got["tx-nested"] == "ok"
     assert got["tx-dropped"] == 1  # inserted, then rolled back when dropped
     assert got["tx-ids"] == [1, 3, 5]
+    # A portal read four rows at a time (Execute with a row limit, PortalSuspended).
+    assert got["portal-chunks"] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
     assert got["tx-serializable-read-only"] == {"level": "serializable", "read-only": "on"}

@@ -497,6 +497,56 @@ pub async fn customers(r: &Reporter, dsn: &str, args: &[String]) {
         after.map(|m| json!(simple_rows(&m))),
     );
 
+    // A portal read in chunks: Execute with a row limit, PortalSuspended, Execute again.
+    let chunks = async {
+        let tx = client.transaction().await?;
+        let sql = "SELECT name, phone FROM customers WHERE business_id = $1 AND name LIKE $2 \
+                   ORDER BY name";
+        let portal = tx.bind(sql, &[&tenant, &format!("{p}-b1%")]).await?;
+        let mut chunks = Vec::new();
+        loop {
+            let rows = tx.query_portal(&portal, 4).await?;
+            if rows.is_empty() {
+                break;
+            }
+            let names: Vec<String> = rows
+                .iter()
+                .map(|row| format!("{}|{}", row.get::<_, &str>(0), row.get::<_, &str>(1)))
+                .collect();
+            chunks.push(names);
+        }
+        drop(portal);
+        tx.commit().await?;
+        Ok::<_, Error>(json!(chunks))
+    };
+    r.result("portal-chunks", chunks.await);
+
+    // A CancelRequest through pgseal, and the connection afterwards.
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let sleep = client
+        .query(
+            "SELECT phone, pg_sleep(30)::text FROM customers WHERE business_id = $1 AND tax_id = $2",
+            &[&tenant, &format!("{p}-TAX-0")],
+        )
+        .await;
+    r.result("cancel-error", sleep.map(|rows| rows.len()));
+    let sent = canceller.await.expect("the cancel task");
+    r.result("cancel-request", sent.map(|()| "ok"));
+    let phone = client
+        .query_one(
+            "SELECT phone FROM customers WHERE business_id = $1 AND tax_id = $2",
+            &[&tenant, &format!("{p}-TAX-0")],
+        )
+        .await;
+    r.result(
+        "cancel-then-query",
+        phone.map(|row| row.get::<_, String>(0)),
+    );
+
     // Protected writes in a transaction, one of them undone by a savepoint.
     let tx = async {
         let mut tx = client.transaction().await?;

@@ -473,6 +473,29 @@ async fn transactions(r: &Reporter, client: &mut Client) {
         }),
     );
 
+    let chunks = async {
+        let tx = client.transaction().await?;
+        let portal = tx
+            .bind("SELECT g FROM generate_series(1, $1::int4) g", &[&10i32])
+            .await?;
+        let mut sizes = Vec::new();
+        loop {
+            let rows = tx.query_portal(&portal, 4).await?;
+            if rows.is_empty() {
+                break;
+            }
+            sizes.push(
+                rows.iter()
+                    .map(|row| row.get::<_, i32>(0))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        drop(portal);
+        tx.commit().await?;
+        Ok::<_, Error>(json!(sizes))
+    };
+    r.result("portal-chunks", chunks.await);
+
     let serializable = async {
         let tx = client
             .build_transaction()
