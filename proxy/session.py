@@ -352,7 +352,11 @@ class Session:
         self._discarding = False
         self._rolled_back = False
         self._copy_in: CopyIn | None = None
+        self._copy_in_query: PortalState | None = None  # the COPY FROM's Query result
         self._copy_out: CopyOut | None = None
+        # COPY TOs sent, each with its Query's result: armed by that Query's own
+        # CopyOutResponse, not one of a Query pipelined ahead of it.
+        self._copies_out: deque[tuple[PortalState, CopyOut]] = deque()
         self._copy_failed = False
         self._copy_error: bytes | None = None
 
@@ -929,14 +933,18 @@ class Session:
         if kind == 0x51:  # Query
             sql = codec.decode_query(body, errors)
             replacement = crypt.query(sql)
-            if isinstance(crypt.copy_pending, CopyIn):
+            result = PortalState()
+            copy, crypt.copy_pending = crypt.copy_pending, None
+            if isinstance(copy, CopyIn):
                 # Clients may send CopyData before the CopyInResponse arrives.
-                self._copy_in, crypt.copy_pending = crypt.copy_pending, None
+                self._copy_in, self._copy_in_query = copy, result
                 self._copy_failed = False
+            elif isinstance(copy, CopyOut):
+                self._copies_out.append((result, copy))
             self._simple_query_started()
             if _SQL_REGISTRY_HINT.search(body) and _SQL_REGISTRY.search(body):
                 self._track_sql_registry(sql)
-            pending.append((QUERY, PortalState()))
+            pending.append((QUERY, result))
             return replacement
         # Close
         close = codec.decode_close(body)
@@ -1391,11 +1399,13 @@ class Session:
                         raise ProtocolViolation("invalid ReadyForQuery message")
                     self.txn_status = status
                     pending.popleft()
-                    crypt.copy_pending = None
+                    if self._copies_out and self._copies_out[0][0] is payload:
+                        self._copies_out.popleft()  # its Query failed before the COPY
                     if not pending:  # every answer in: new settings are known
                         crypt.settings_settled()
+                        self._copies_out.clear()
                     self._copy_out = None
-                    if self._copy_in is not None:
+                    if self._copy_in is not None and payload is self._copy_in_query:
                         # The COPY ended (an error?) before the client's CopyDone:
                         # whatever CopyData still comes is dropped, never relayed.
                         self._copy_failed = True
@@ -1428,9 +1438,9 @@ class Session:
                         replacement, self._copy_error = self._copy_error, None
                     else:
                         replacement = redact_envelopes(buf[start + 5 : end])
-                elif kind == 0x48 and isinstance(crypt.copy_pending, CopyOut):
+                elif kind == 0x48 and self._copies_out and self._copies_out[0][0] is payload:
                     # CopyOutResponse of a COPY from a protected table.
-                    self._copy_out, crypt.copy_pending = crypt.copy_pending, None
+                    self._copy_out = self._copies_out.popleft()[1]
                 elif kind == 0x47 and self._copy_in is not None:
                     replacement = _hide_added_copy_columns(
                         buf[start + 5 : end], self._copy_in.width
