@@ -131,6 +131,12 @@ async def test_search_pipelines_refusals_and_copy(
     for check in ("copy-in-text", "copy-in-binary", "copy-out"):
         assert sqlstate(got[check]) == "0A000"
         assert got[check]["message"] == COPY_REFUSED.format("public.customers")
+    # ... but on a table without protected columns it passes.
+    assert got["copy-plain"] == {
+        "text": 2,
+        "binary": 1,
+        "out": f"{p}-plain\\t2\n{p}-plain-1\n{p}-plain-3\n",
+    }
     for check in ("copy-search-text", "copy-search-binary", "copy-search-tax-id-any"):
         assert got[check] == []
     assert got["copy-credit"] == []
