@@ -368,6 +368,8 @@ class PortalState:
     injected_describe: bool = False
     #: How its DataRows are opened, made from ``columns`` on the first row.
     row_plan: RowPlan | None = None
+    #: The COPY on a protected table it runs (a CopyIn or CopyOut), made at Bind.
+    copy: object | None = None
 
     def format_of(self, index: int) -> int:
         formats = self.result_formats
@@ -386,6 +388,8 @@ class StatementCrypto:
     columns: RowColumns | None = None
     #: A Rewrite's Bind work, worked out on its first Bind (``_bind_sealer``).
     sealer: BindSealer | None = None
+    #: A COPY on a protected table: its statements and SQL, for ``_copy`` at each Bind.
+    copy: tuple[tuple[StatementInfo, ...], str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -788,10 +792,12 @@ class SessionCrypto:
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
         self._check_encoding(statements)
+        copy = None
         if any(info.copy is not None for info in statements):
-            raise _copy_refusal(statements)
+            self._copy(statements, parse.query)  # refused at Parse, as a Query would be
+            copy = (tuple(statements), parse.query)
         self._apply_statements(statements)
-        self.statements[parse.name] = StatementCrypto(plan, parse.param_types)
+        self.statements[parse.name] = StatementCrypto(plan, parse.param_types, copy=copy)
         if not isinstance(plan, Rewrite):
             return None
         return codec.encode_parse(parse.name, plan.sql_extended, plan.parse_oids(parse.param_types))
@@ -815,12 +821,13 @@ class SessionCrypto:
             and stmt.columns is not None
             and not stmt.columns.protected
             and not isinstance(stmt.plan, Rewrite)
+            and stmt.copy is None
         ):
             # The common case: nothing to seal, nothing to open. No decoding.
             portal = PortalState(body[:first].decode(errors="surrogateescape"), name, stmt.columns)
             self.portals[portal.portal] = portal
             return None, portal
-        if stmt is not None and isinstance(stmt.plan, Rewrite):
+        if stmt is not None and isinstance(stmt.plan, Rewrite) and stmt.copy is None:
             sealer = stmt.sealer
             if sealer is None:
                 sealer = stmt.sealer = BindSealer.of(
@@ -836,6 +843,9 @@ class SessionCrypto:
         portal = PortalState(bind.portal, bind.statement, result_formats=tuple(bind.result_formats))
         if stmt is not None:
             portal.columns = stmt.columns
+            if stmt.copy is not None:
+                # Made per Bind: the portal's Execute arms it (a COPY has no parameters).
+                portal.copy = self._copy(*stmt.copy)
         self.portals[bind.portal] = portal
         if stmt is None or not isinstance(stmt.plan, Rewrite):
             return None, portal
@@ -1900,16 +1910,6 @@ def _statements_of(plan: Plan) -> tuple[StatementInfo, ...]:
     if isinstance(plan, PassThrough | Rewrite | TenantCommand):
         return plan.statements
     return ()
-
-
-def _copy_refusal(statements: Sequence[StatementInfo]) -> Refused:
-    info = next(i for i in statements if i.copy is not None)
-    table = info.copy.table if info.copy and info.copy.table else sorted(info.tables)[0]
-    return refusal(
-        f"pgseal: COPY on encrypted table {table} through the extended query protocol "
-        "is not supported",
-        "send COPY as a simple query (psql, asyncpg's copy_* and psycopg's copy() do)",
-    )
 
 
 def _invalid_value(column: ProtectedColumn, exc: ValueFormatError) -> Refused:

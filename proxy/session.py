@@ -808,6 +808,13 @@ class Session:
                 state = crypt.portals.get(name)
                 if state is None:
                     state = crypt.portals[name] = PortalState(name)
+                if state.copy is not None:  # a COPY on a protected table, made at Bind
+                    if isinstance(state.copy, CopyIn):
+                        self._copy_in, self._copy_in_query = state.copy, state
+                        self._copy_failed = False
+                    elif isinstance(state.copy, CopyOut):
+                        self._copies_out.append((state, state.copy))
+                    state.copy = None
                 if state.columns is None and not state.injected_describe:
                     # The result's shape is unknown (the client never described
                     # it): ask Postgres first, so no protected value slips through.
@@ -1399,11 +1406,14 @@ class Session:
                         raise ProtocolViolation("invalid ReadyForQuery message")
                     self.txn_status = status
                     pending.popleft()
-                    if self._copies_out and self._copies_out[0][0] is payload:
-                        self._copies_out.popleft()  # its Query failed before the COPY
+                    # A COPY TO whose request is answered (or skipped after an
+                    # error) without a CopyOutResponse: never to be armed.
+                    while self._copies_out and all(
+                        entry[1] is not self._copies_out[0][0] for entry in pending
+                    ):
+                        self._copies_out.popleft()
                     if not pending:  # every answer in: new settings are known
                         crypt.settings_settled()
-                        self._copies_out.clear()
                     self._copy_out = None
                     if self._copy_in is not None and payload is self._copy_in_query:
                         # The COPY ended (an error?) before the client's CopyDone:

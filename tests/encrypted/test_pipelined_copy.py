@@ -1,10 +1,10 @@
-"""A simple Query pipelined ahead of a COPY on a protected table.
+"""COPY on a protected table pipelined with other requests.
 
-The COPY's transform used to live in one slot that the earlier Query's
-ReadyForQuery cleared: COPY TO then relayed the raw envelopes to the client,
-and COPY FROM dropped every row the client sent (and reported ``COPY 0``).
-Each COPY is now tied to its own Query's answers. Raw protocol bytes: no
-driver sends these pipelines on its own.
+The COPY's transform used to live in one slot that the ReadyForQuery of a
+Query pipelined ahead of it cleared: COPY TO then relayed the raw envelopes to
+the client, and COPY FROM dropped every row the client sent (and reported
+``COPY 0``). Each COPY is now tied to its own request's answers, a Query's or
+an Execute's. Raw protocol bytes: no driver sends these pipelines on its own.
 """
 
 from __future__ import annotations
@@ -86,3 +86,27 @@ async def test_copy_from_behind_a_query_seals_every_row(
     rows = await raw.fetch("SELECT name, phone FROM customers WHERE business_id = $1", tenant)
     assert [r["name"] for r in rows] == ["pipelined"]
     assert_envelope(rows[0]["phone"], phone)
+
+
+def extended(sql: str) -> bytes:
+    return wire.parse("", sql) + wire.bind() + wire.execute()
+
+
+async def test_copy_to_skipped_after_an_error_leaves_the_next_one_opened(
+    stack: Stack, app: asyncpg.Connection
+) -> None:
+    tenant, phone = 7304, f"555-{os.urandom(4).hex()}"
+    await app.execute(
+        "INSERT INTO customers (business_id, name, phone) VALUES ($1, 'pipelined', $2)",
+        tenant,
+        phone,
+    )
+    copy = f"COPY (SELECT phone FROM customers WHERE business_id = {tenant}) TO STDOUT"
+    answers = await pipeline(
+        stack,
+        # Postgres skips the first COPY (the error before it), then runs the second.
+        extended("SELECT 1/0") + extended(copy) + wire.sync() + extended(copy) + wire.sync(),
+        2,
+    )
+    assert [body for kind, body in answers if kind == b"d"] == [f"{phone}\n".encode()]
+    assert [kind for kind, _ in answers].count(b"E") == 1
