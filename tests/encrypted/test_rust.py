@@ -2,7 +2,8 @@
 encoded by the ParameterDescription OIDs pgseal reports (the driver checks each
 Rust type against them), binary results decoded by the RowDescription OIDs it
 rewrites, named statements prepared and reused, concurrent queries pipelined on
-one connection. The Rust side (tests/rust/pgsealrs) reports what the driver saw;
+one connection, COPY sent as Parse/Bind/Execute (the only way tokio-postgres
+sends it). The Rust side (tests/rust/pgsealrs) reports what the driver saw;
 every write is checked here in the raw tables too."""
 
 from __future__ import annotations
@@ -25,12 +26,6 @@ from tests.golang.gobuild import sqlstate
 from tests.rust.rsbuild import run_scenario, rust_program
 
 __all__ = ["rust_program"]
-
-#: tokio-postgres sends COPY as Parse/Bind/Execute: pgseal refuses that on an
-#: encrypted table (it seals COPY only when sent as a simple Query).
-COPY_REFUSED = (
-    "pgseal: COPY on encrypted table {} through the extended query protocol is not supported"
-)
 
 
 def unique_prefix() -> str:
@@ -94,17 +89,16 @@ async def test_every_logical_type_in_binary(
             row["c_armored"],
         ]
     ]
-    # COPY both ways: refused, nothing written, nothing opened.
-    for check in ("copy-in", "copy-out"):
-        assert sqlstate(got[check]) == "0A000"
-        assert got[check]["message"] == COPY_REFUSED.format("public.typed")
-    assert got["copy-read"] == []
-    # 3 rows of every type, one of NULLs, 7 numerics.
-    assert await assert_typed_sealed(raw, tenant, p) == (11, 3 * 14 + 7)
+    # Binary COPY of every logical type and of NULLs, sealed in the stream.
+    assert got["copy-in"] == 2
+    assert got["copy-read"] == [typed_row(f"{p}c"), dict.fromkeys(TYPED_COLUMNS)]
+    assert got["copy-out"] == f"{p}0-text ü\t-2147483648\n"  # opened in the stream
+    # 3 rows of every type and 1 copied, 2 of NULLs, 7 numerics.
+    assert await assert_typed_sealed(raw, tenant, p) == (13, 4 * 14 + 7)
     assert_log_has_none(stack, p)
 
 
-async def test_search_pipelines_refusals_and_copy(
+async def test_search_pipelines_refusals_and_copy_sealed_in_the_stream(
     stack: Stack, raw: asyncpg.Connection, rust_program: Path
 ) -> None:
     tenant, p = 7202, unique_prefix()
@@ -127,20 +121,24 @@ async def test_search_pipelines_refusals_and_copy(
     assert got["pipeline-rows"] == 19
     assert got["pipeline-search"] == [f"{p}-b7|{p}-b-555-7"]
 
-    # tokio-postgres can only COPY through the extended protocol: refused.
-    for check in ("copy-in-text", "copy-in-binary", "copy-out"):
-        assert sqlstate(got[check]) == "0A000"
-        assert got[check]["message"] == COPY_REFUSED.format("public.customers")
-    # ... but on a table without protected columns it passes.
+    # COPY in text and in binary, sealed in the stream with blind indexes appended.
+    assert got["copy-in-text"] == got["copy-in-binary"] == 100
+    assert got["copy-search-text"] == [f"{p}-c17|{p}-c-555-17"]
+    assert got["copy-search-binary"] == [f"{p}-d17|{p}-d-555-17"]
+    assert got["copy-search-tax-id-any"] == [f"{p}-c20|{p}-c-555-20", f"{p}-d99|{p}-d-555-99"]
+    assert got["copy-credit"] == ["3.75"]
+    assert got["copy-null-emails"] == 20
+    assert got["copy-out"] == f"{p}-c5\t{p}-c-555-5\n"
+    assert got["copy-out-pipelined"] == [got["copy-out"], f"6.75\t{p}-d6@Example.org\n"]
+    assert sqlstate(got["copy-without-tenant"]) == "42501"
+    assert sqlstate(got["copy-unsupported-option"]) == "0A000"
+    assert got["after-copy-refusals"] == 3
+    # A table without protected columns.
     assert got["copy-plain"] == {
         "text": 2,
         "binary": 1,
         "out": f"{p}-plain\\t2\n{p}-plain-1\n{p}-plain-3\n",
     }
-    for check in ("copy-search-text", "copy-search-binary", "copy-search-tax-id-any"):
-        assert got[check] == []
-    assert got["copy-credit"] == []
-    assert got["copy-null-emails"] == 0
 
     for check in ("refused", "refused-after-pipeline", "refused-simple"):
         assert sqlstate(got[check]) == "0A000"
@@ -154,12 +152,12 @@ async def test_search_pipelines_refusals_and_copy(
     assert got["cancel-request"] == "ok"
     assert got["cancel-then-query"] == f"{p}-555-0"
     assert got["tx-rows"] == 1  # the savepoint's insert rolled back
-    assert got["total-rows"] == 5 + 19 + 1
-    assert await assert_customers_sealed(raw, tenant, p) == 25
+    assert got["total-rows"] == 5 + 19 + 200 + 1
+    assert await assert_customers_sealed(raw, tenant, p) == 225
     # Before the raw query below, which names the markers itself.
-    await assert_never_reached(stack, f"{p}-refused", f"{p}-bnotenant")
+    await assert_never_reached(stack, f"{p}-refused", f"{p}-bnotenant", f"{p}-notenant")
     refused_writes = await raw.fetchval(
-        "SELECT count(*) FROM customers WHERE name IN ($1, $2)", f"{p}-bnotenant", f"{p}-c5"
+        "SELECT count(*) FROM customers WHERE name IN ($1, $2)", f"{p}-bnotenant", f"{p}-notenant"
     )
     assert refused_writes == 0
     assert_log_has_none(stack, p)

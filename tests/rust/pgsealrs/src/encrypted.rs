@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -641,6 +641,12 @@ async fn pipelined(
     );
 }
 
+/// A COPY TO's text.
+async fn copy_text(client: &Client, sql: &str) -> Result<String, Error> {
+    let chunks: Vec<Bytes> = client.copy_out(sql).await?.try_collect().await?;
+    Ok(String::from_utf8_lossy(&chunks.concat()).into_owned())
+}
+
 /// COPY into customers, text and binary, sealed in the stream; COPY TO opened.
 async fn copy(r: &Reporter, client: &Client, tenant: i32, p: &str) {
     let text_in = async {
@@ -716,7 +722,9 @@ async fn copy(r: &Reporter, client: &Client, tenant: i32, p: &str) {
             .write(&[&tenant, &format!("{p}-plain-3")])
             .await?;
         let binary = writer.finish().await?;
-        let sql = format!("COPY (SELECT v FROM plain WHERE id = {tenant} ORDER BY v COLLATE \"C\") TO STDOUT");
+        let sql = format!(
+            "COPY (SELECT v FROM plain WHERE id = {tenant} ORDER BY v COLLATE \"C\") TO STDOUT"
+        );
         let chunks: Vec<Bytes> = client.copy_out(&sql).await?.try_collect().await?;
         let out = String::from_utf8_lossy(&chunks.concat()).into_owned();
         Ok::<_, Error>(json!({"text": copied, "binary": binary, "out": out}))
@@ -751,12 +759,37 @@ async fn copy(r: &Reporter, client: &Client, tenant: i32, p: &str) {
         .await;
     r.result("copy-null-emails", nulls.map(|row| row.get::<_, i64>(0)));
 
-    let out = async {
-        let sql = format!(
-            "COPY (SELECT name, phone FROM customers WHERE business_id = {tenant} AND name = '{p}-c5') TO STDOUT"
-        );
-        let chunks: Vec<Bytes> = client.copy_out(&sql).await?.try_collect().await?;
-        Ok::<_, Error>(String::from_utf8_lossy(&chunks.concat()).into_owned())
+    let sql = format!(
+        "COPY (SELECT name, phone FROM customers WHERE business_id = {tenant} AND name = '{p}-c5') \
+         TO STDOUT"
+    );
+    r.result("copy-out", copy_text(client, &sql).await);
+    // Two COPY TOs in flight on the one connection: each opened by its own transform.
+    let other = format!(
+        "COPY (SELECT credit, email FROM customers WHERE business_id = {tenant} AND name = '{p}-d6') \
+         TO STDOUT"
+    );
+    let (first, second) = join(copy_text(client, &sql), copy_text(client, &other)).await;
+    r.result(
+        "copy-out-pipelined",
+        first.and_then(|a| second.map(|b| vec![a, b])),
+    );
+
+    // No tenant column and none for the session: refused, nothing written.
+    let no_tenant = async {
+        let sink = client
+            .copy_in("COPY customers (name, phone) FROM STDIN")
+            .await?;
+        pin_mut!(sink);
+        sink.send(Bytes::from(format!("{p}-notenant\t{p}-notenant-555\n")))
+            .await?;
+        sink.finish().await
     };
-    r.result("copy-out", out.await);
+    r.result("copy-without-tenant", no_tenant.await);
+    let unsupported = client
+        .copy_in::<_, Bytes>("COPY customers (business_id, name, phone) FROM STDIN (DELIMITER ',')")
+        .await;
+    r.result("copy-unsupported-option", unsupported.map(|_| "started"));
+    let after = client.query_one("SELECT 3::int4", &[]).await;
+    r.result("after-copy-refusals", after.map(|row| row.get::<_, i32>(0)));
 }
