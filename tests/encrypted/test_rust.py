@@ -140,7 +140,7 @@ async def test_search_pipelines_refusals_and_copy_sealed_in_the_stream(
         "out": f"{p}-plain\\t2\n{p}-plain-1\n{p}-plain-3\n",
     }
 
-    for check in ("refused", "refused-after-pipeline", "refused-simple"):
+    for check in ("refused", "refused-again", "refused-simple"):
         assert sqlstate(got[check]) == "0A000"
         assert got[check]["message"] == REFUSED
     assert got["after-refused"] == 1

@@ -475,22 +475,18 @@ pub async fn customers(r: &Reporter, dsn: &str, args: &[String]) {
     pipelined(r, &client, tenant, p, &refused, &insert).await;
     copy(r, &client, tenant, p).await;
 
-    let after = client.query("SELECT $1::int4", &[&1i32]).await;
-    for check in ["refused", "refused-after-pipeline"] {
-        r.result(
-            check,
-            client
-                .query(refused.as_str(), &[&tenant])
-                .await
-                .map(|rows| rows.len()),
-        );
+    // Refused twice (a fresh statement each time), then the connection is usable.
+    for check in ["refused", "refused-again"] {
+        let rows = client.query(refused.as_str(), &[&tenant]).await;
+        r.result(check, rows.map(|rows| rows.len()));
     }
+    let after = client.query("SELECT $1::int4", &[&1i32]).await;
+    r.result("after-refused", after.map(|rows| rows[0].get::<_, i32>(0)));
     let simple = refused.replace("$1", &tenant.to_string());
     r.result(
         "refused-simple",
         client.simple_query(&simple).await.map(|_| "ran"),
     );
-    r.result("after-refused", after.map(|rows| rows[0].get::<_, i32>(0)));
     let after = client.simple_query("SELECT 2").await;
     r.result(
         "after-refused-simple",
