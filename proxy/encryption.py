@@ -369,6 +369,8 @@ class PortalState:
     injected_describe: bool = False
     #: How its DataRows are opened, made from ``columns`` on the first row.
     row_plan: RowPlan | None = None
+    #: The COPY on a protected table it runs (a CopyIn or CopyOut), made at Bind.
+    copy: object | None = None
 
     def format_of(self, index: int) -> int:
         formats = self.result_formats
@@ -387,9 +389,8 @@ class StatementCrypto:
     columns: RowColumns | None = None
     #: A Rewrite's Bind work, worked out on its first Bind (``_bind_sealer``).
     sealer: BindSealer | None = None
-    #: A COPY that moves protected values: its statement and SQL, from which
-    #: each Execute makes a fresh stream transform (:meth:`SessionCrypto.copy_for`).
-    copy: tuple[StatementInfo, str] | None = None
+    #: A COPY on a protected table: its statements and SQL, for ``_copy`` at each Bind.
+    copy: tuple[tuple[StatementInfo, ...], str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -795,11 +796,10 @@ class SessionCrypto:
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
         self._check_encoding(statements)
-        copy: tuple[StatementInfo, str] | None = None
-        # A COPY is checked now (one statement, options, columns) and its
-        # stream transform made again at each Execute (``copy_for``).
-        if any(i.copy is not None for i in statements) and self._copy(statements, parse.query):
-            copy = (statements[0], parse.query)
+        copy = None
+        if any(info.copy is not None for info in statements):
+            self._copy(statements, parse.query)  # refused at Parse, as a Query would be
+            copy = (tuple(statements), parse.query)
         self._apply_statements(statements)
         self.statements[parse.name] = StatementCrypto(plan, parse.param_types, copy=copy)
         if not isinstance(plan, Rewrite):
@@ -808,30 +808,6 @@ class SessionCrypto:
 
     def forget_statement(self, name: str) -> None:
         self.statements.pop(name, None)
-
-    def copy_for(self, statement: str) -> object | None:
-        """The stream transform for an Execute of ``statement``: a CopyIn or a
-        CopyOut when it is a COPY that moves protected values, else None."""
-        found = self.statements.get(statement)
-        if found is None or found.copy is None:
-            return None
-        info, sql = found.copy
-        return self._copy((info,), sql)
-
-    def copy_refusal_in_flight(self, statement: str) -> Refused:
-        """An extended-protocol COPY sent behind another round trip still in flight.
-
-        The COPY's stream state is made at its Execute and ends at the next
-        ReadyForQuery, so an earlier round trip's ReadyForQuery must not come
-        between (``proxy.session``).
-        """
-        found = self.statements[statement]
-        assert found.copy is not None
-        return _copy_refusal(
-            (found.copy[0],),
-            "behind another round trip still in flight",
-            "wait for the ReadyForQuery of what was sent before, or send COPY as a simple query",
-        )
 
     def bind(self, body: bytes) -> tuple[bytes | None, PortalState]:
         """Seal a Bind's parameters; the new message (or None) and the portal state."""
@@ -849,12 +825,13 @@ class SessionCrypto:
             and stmt.columns is not None
             and not stmt.columns.protected
             and not isinstance(stmt.plan, Rewrite)
+            and stmt.copy is None
         ):
             # The common case: nothing to seal, nothing to open. No decoding.
             portal = PortalState(body[:first].decode(errors="surrogateescape"), name, stmt.columns)
             self.portals[portal.portal] = portal
             return None, portal
-        if stmt is not None and isinstance(stmt.plan, Rewrite):
+        if stmt is not None and isinstance(stmt.plan, Rewrite) and stmt.copy is None:
             sealer = stmt.sealer
             if sealer is None:
                 sealer = stmt.sealer = BindSealer.of(
@@ -870,6 +847,9 @@ class SessionCrypto:
         portal = PortalState(bind.portal, bind.statement, result_formats=tuple(bind.result_formats))
         if stmt is not None:
             portal.columns = stmt.columns
+            if stmt.copy is not None:
+                # Made per Bind: the portal's Execute arms it (a COPY has no parameters).
+                portal.copy = self._copy(*stmt.copy)
         self.portals[bind.portal] = portal
         if stmt is None or not isinstance(stmt.plan, Rewrite):
             return None, portal
@@ -1934,16 +1914,6 @@ def _statements_of(plan: Plan) -> tuple[StatementInfo, ...]:
     if isinstance(plan, PassThrough | Rewrite | TenantCommand):
         return plan.statements
     return ()
-
-
-def _copy_refusal(statements: Sequence[StatementInfo], why: str, hint: str) -> Refused:
-    info = next(i for i in statements if i.copy is not None)
-    table = info.copy.table if info.copy and info.copy.table else sorted(info.tables)[0]
-    return refusal(
-        f"pgseal: COPY on encrypted table {table} through the extended query protocol {why} "
-        "is not supported",
-        hint,
-    )
 
 
 def _invalid_value(column: ProtectedColumn, exc: ValueFormatError) -> Refused:

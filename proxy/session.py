@@ -193,8 +193,6 @@ _EXPECT_DESCRIBE_P = (DESCRIBE_P, None)
 _EXPECT_QUERY = (QUERY, None)
 _EXPECT_FUNCTION = (FUNCTION, None)
 _EXPECT_COPY_END = (COPY_END, None)
-#: Expectations of the extended-protocol batch still open (answered before its Sync).
-_SAME_BATCH = frozenset({PARSE, BIND, DESCRIBE_S, DESCRIBE_P, EXECUTE, CLOSE, INJECTED_DESCRIBE})
 # How most extended-protocol batches end, and what they expect.
 _EXECUTE_SYNC = codec.message(b"E", b"\x00\x00\x00\x00\x00") + codec.SYNC
 _DESCRIBE_EXECUTE_SYNC = codec.message(b"D", b"P\x00") + _EXECUTE_SYNC
@@ -354,7 +352,11 @@ class Session:
         self._discarding = False
         self._rolled_back = False
         self._copy_in: CopyIn | None = None
+        self._copy_in_query: PortalState | None = None  # the COPY FROM's Query result
         self._copy_out: CopyOut | None = None
+        # COPY TOs sent, each with its Query's result: armed by that Query's own
+        # CopyOutResponse, not one of a Query pipelined ahead of it.
+        self._copies_out: deque[tuple[PortalState, CopyOut]] = deque()
         self._copy_failed = False
         self._copy_error: bytes | None = None
 
@@ -806,16 +808,13 @@ class Session:
                 state = crypt.portals.get(name)
                 if state is None:
                     state = crypt.portals[name] = PortalState(name)
-                described = crypt.statements.get(state.statement)
-                if described is not None and described.copy is not None:
-                    try:
-                        self._copy_executed(crypt, state.statement)
-                    except Refused as refused:
-                        if start > seg:
-                            out.append(buf[seg:start])
-                        seg = end
-                        self.refuse(refused.error, simple_query=False)
-                        continue
+                if state.copy is not None:  # a COPY on a protected table, made at Bind
+                    if isinstance(state.copy, CopyIn):
+                        self._copy_in, self._copy_in_query = state.copy, state
+                        self._copy_failed = False
+                    elif isinstance(state.copy, CopyOut):
+                        self._copies_out.append((state, state.copy))
+                    state.copy = None
                 if state.columns is None and not state.injected_describe:
                     # The result's shape is unknown (the client never described
                     # it): ask Postgres first, so no protected value slips through.
@@ -871,22 +870,6 @@ class Session:
         if pos > seg:
             out.append(buf if pos == size and not seg else buf[seg:pos])
         return buf[pos:]
-
-    def _copy_executed(self, crypt: SessionCrypto, statement: str) -> None:
-        """An Execute of a COPY that moves protected values (the extended protocol).
-
-        Its stream transform is made here, as a simple Query's is at the Query;
-        the CopyInResponse or CopyOutResponse puts it to work. Only when no
-        earlier round trip is still in flight: each ReadyForQuery ends the COPY
-        state, so an earlier one must not arrive after this Execute.
-        """
-        if any(entry[0] not in _SAME_BATCH for entry in self._pending):
-            raise crypt.copy_refusal_in_flight(statement)
-        copy = crypt.copy_for(statement)
-        if isinstance(copy, CopyIn):
-            self._copy_in, self._copy_failed = copy, False
-        else:
-            crypt.copy_pending = copy
 
     def _copy_client(
         self, copy_in: CopyIn, kind: int, buf: bytes, start: int, end: int
@@ -957,14 +940,18 @@ class Session:
         if kind == 0x51:  # Query
             sql = codec.decode_query(body, errors)
             replacement = crypt.query(sql)
-            if isinstance(crypt.copy_pending, CopyIn):
+            result = PortalState()
+            copy, crypt.copy_pending = crypt.copy_pending, None
+            if isinstance(copy, CopyIn):
                 # Clients may send CopyData before the CopyInResponse arrives.
-                self._copy_in, crypt.copy_pending = crypt.copy_pending, None
+                self._copy_in, self._copy_in_query = copy, result
                 self._copy_failed = False
+            elif isinstance(copy, CopyOut):
+                self._copies_out.append((result, copy))
             self._simple_query_started()
             if _SQL_REGISTRY_HINT.search(body) and _SQL_REGISTRY.search(body):
                 self._track_sql_registry(sql)
-            pending.append((QUERY, PortalState()))
+            pending.append((QUERY, result))
             return replacement
         # Close
         close = codec.decode_close(body)
@@ -1419,11 +1406,16 @@ class Session:
                         raise ProtocolViolation("invalid ReadyForQuery message")
                     self.txn_status = status
                     pending.popleft()
-                    crypt.copy_pending = None
+                    # A COPY TO whose request is answered (or skipped after an
+                    # error) without a CopyOutResponse: never to be armed.
+                    while self._copies_out and all(
+                        entry[1] is not self._copies_out[0][0] for entry in pending
+                    ):
+                        self._copies_out.popleft()
                     if not pending:  # every answer in: new settings are known
                         crypt.settings_settled()
                     self._copy_out = None
-                    if self._copy_in is not None:
+                    if self._copy_in is not None and payload is self._copy_in_query:
                         # The COPY ended (an error?) before the client's CopyDone:
                         # whatever CopyData still comes is dropped, never relayed.
                         self._copy_failed = True
@@ -1456,9 +1448,9 @@ class Session:
                         replacement, self._copy_error = self._copy_error, None
                     else:
                         replacement = redact_envelopes(buf[start + 5 : end])
-                elif kind == 0x48 and isinstance(crypt.copy_pending, CopyOut):
+                elif kind == 0x48 and self._copies_out and self._copies_out[0][0] is payload:
                     # CopyOutResponse of a COPY from a protected table.
-                    self._copy_out, crypt.copy_pending = crypt.copy_pending, None
+                    self._copy_out = self._copies_out.popleft()[1]
                 elif kind == 0x47 and self._copy_in is not None:
                     replacement = _hide_added_copy_columns(
                         buf[start + 5 : end], self._copy_in.width
