@@ -200,6 +200,16 @@ def ident(node: exp.Expr | str | None) -> str:
     return node.name.lower()
 
 
+def is_excluded(node: exp.Expr, name: str) -> bool:
+    """``node`` is ``EXCLUDED.<name>``: ON CONFLICT DO UPDATE keeping the inserted value."""
+    node = strip_parens(node)
+    return (
+        isinstance(node, exp.Column)
+        and ident(node.table) == "excluded"
+        and ident(node.this) == name
+    )
+
+
 _ENVELOPE_HEX = re.compile(r"\\x01[0-9a-fA-F]{72,}")
 
 
@@ -978,7 +988,7 @@ class Analyzer:
                         col,
                         "use a non-encrypted unique key as the conflict target",
                     )
-        protected_set = False
+        guarded = False  # the update needs the same-tenant guard
         for assign in conflict.expressions:
             if not isinstance(assign, exp.EQ):
                 self.walk(assign, env)
@@ -990,20 +1000,21 @@ class Analyzer:
                 continue
             name = ident(target.this)
             if name == table.tenant_column and table.columns:
-                raise refuse_table(
-                    f"changing tenant column {name}", table, "a row's business cannot change"
-                )
+                # An ORM's upsert sets every column it inserted, the tenant too:
+                # under the same-tenant guard, tenant = EXCLUDED.tenant changes nothing.
+                if not is_excluded(assign.expression, name):
+                    raise refuse_table(
+                        f"changing tenant column {name}", table, "a row's business cannot change"
+                    )
+                guarded = True
+                continue
             col = table.column(name)
             if col is None:
                 self.walk(assign.expression, env)
                 continue
-            protected_set = True
-            rhs = strip_parens(assign.expression)
-            if (
-                isinstance(rhs, exp.Column)
-                and ident(rhs.table) == "excluded"
-                and ident(rhs.this) == name
-            ):
+            guarded = True
+            if is_excluded(assign.expression, name):
+                rhs = strip_parens(assign.expression)
                 self.handled.add(id(rhs))
                 if col.searchable:
                     self.findings.blind_writes.append(
@@ -1028,7 +1039,7 @@ class Analyzer:
         where = conflict.args.get("where")
         if where is not None:
             self.walk(where, env)
-        if protected_set and table.tenant_column not in key_names:
+        if guarded and table.tenant_column not in key_names:
             self.findings.guards.append(ConflictGuard(conflict, alias, table.tenant_column))
 
     def refuse_multi_assign(self, target: exp.Expr, table: ProtectedTable | None) -> None:
