@@ -264,6 +264,52 @@ async def test_sequelize_upsert(stack: Stack, raw: asyncpg.Connection) -> None:
     await assert_secrets_stayed_out(stack, raw)
 
 
+INCREMENT_REFUSED = {
+    "code": "0A000",
+    "message": "pgseal: UPDATE SET to an expression on encrypted column public.customers.credit"
+    " is not supported",
+}
+
+
+async def test_sequelize_edges(stack: Stack, raw: asyncpg.Connection) -> None:
+    """Empty and negated IN lists, OR, IS [NOT] NULL, UPDATE/DELETE by a searchable
+    column, a paged include with its count, increment (refused), raw queries, a
+    per-transaction SET LOCAL tenant and a refusal inside a savepoint."""
+    got = scenario(stack, "sequelize", "edges", 9210)
+    assert got["edges:in_empty"] == []  # Sequelize sends IN (NULL)
+    assert got["edges:not_in"] == ["sq-e1", "sq-e2"]
+    assert got["edges:ne"] == ["sq-e1"]  # NULL is not != anything
+    assert got["edges:or"] == ["sq-e0", "sq-e1"]
+    assert got["edges:is_null"] == ["sq-e2"]
+    assert got["edges:not_null"] == ["sq-e0", "sq-e1"]
+    assert got["edges:update_where_email"] == 1
+    assert got["edges:destroy_where_tax"] == 1
+    assert got["edges:find_and_count"] == {
+        "count": 2,
+        "rows": [["sq-e1", ["sq note e1", "sq note e2", "sq note e3"]]],
+    }
+    assert got["edges:increment"] == INCREMENT_REFUSED
+    assert got["edges:raw_query_bind"] == [{"name": "sq-e1", "phone": "555-SQE-BYMAIL"}]
+    assert got["edges:raw_query_replacements"] == [{"name": "sq-e1"}]
+    assert got["edges:set_local"] == "555-SQE-LOCAL"
+    assert got["edges:after_set_local"] == NO_TENANT  # SET LOCAL ended with the transaction
+    assert got["edges:savepoint"] == {"inner": ORDER_BY_PHONE, "after": 3}
+    assert got["edges:left"] == [
+        ["sq-e-outer", "555-SQE-OUTER"],
+        ["sq-e1", "555-SQE-BYMAIL"],
+        ["sq-e2", "555-SQE-LOCAL"],
+    ]
+    assert await sealed_customers(raw, 9210) == {
+        "sq-e-outer": ["phone"],
+        "sq-e1": ["email", "tax_id", "phone"],
+        "sq-e2": ["email", "phone"],
+    }
+    notes = await raw.fetch("SELECT notes FROM invoices WHERE business_id = 9210")
+    assert len(notes) == 3
+    await assert_sealed_for(raw, 9210, *(n for (n,) in notes))
+    await assert_secrets_stayed_out(stack, raw)
+
+
 async def test_sequelize_destroy(stack: Stack, raw: asyncpg.Connection) -> None:
     got = scenario(stack, "sequelize", "destroy", 9209)
     assert got["destroy:static"] == 0
@@ -413,4 +459,42 @@ async def test_typeorm_remove_and_delete(stack: Stack, raw: asyncpg.Connection) 
     assert got["remove:invoices_left"] == 0
     assert await sealed_customers(raw, 9308) == {"to-d-keep": ["phone"]}
     assert await raw.fetchval("SELECT count(*) FROM invoices") == 0
+    await assert_secrets_stayed_out(stack, raw)
+
+
+async def test_typeorm_edges(stack: Stack, raw: asyncpg.Connection) -> None:
+    """Empty and negated In, Not, OR (a where array), IS NOT NULL, update/delete by a
+    searchable column, findAndCount with relations and take (TypeORM's DISTINCT
+    subquery), increment (refused), a raw query, a per-transaction SET LOCAL tenant
+    and a refusal inside a nested transaction (savepoint)."""
+    got = scenario(stack, "typeorm", "edges", 9309)
+    assert got["edges:in_empty"] == []  # TypeORM sends 0=1
+    assert got["edges:not_in"] == ["to-e1", "to-e2"]
+    assert got["edges:not"] == ["to-e1"]
+    assert got["edges:or"] == ["to-e0", "to-e1"]
+    assert got["edges:not_null"] == ["to-e0", "to-e1"]
+    assert got["edges:update_where_email"] == 1
+    assert got["edges:delete_where_tax"] == 1
+    assert got["edges:find_and_count"] == {
+        "count": 2,
+        "rows": [["to-e1", ["to note e1", "to note e2", "to note e3"]]],
+    }
+    assert got["edges:increment"] == INCREMENT_REFUSED
+    assert got["edges:raw_query"] == [{"name": "to-e1", "phone": "555-TOE-BYMAIL"}]
+    assert got["edges:set_local"] == "555-TOE-LOCAL"
+    assert got["edges:after_set_local"] == NO_TENANT
+    assert got["edges:savepoint"] == {"inner": ORDER_BY_PHONE, "after": 3}
+    assert got["edges:left"] == [
+        ["to-e-outer", "555-TOE-OUTER"],
+        ["to-e1", "555-TOE-BYMAIL"],
+        ["to-e2", "555-TOE-LOCAL"],
+    ]
+    assert await sealed_customers(raw, 9309) == {
+        "to-e-outer": ["phone"],
+        "to-e1": ["email", "tax_id", "phone"],
+        "to-e2": ["email", "phone"],
+    }
+    notes = await raw.fetch("SELECT notes FROM invoices WHERE business_id = 9309")
+    assert len(notes) == 3
+    await assert_sealed_for(raw, 9309, *(n for (n,) in notes))
     await assert_secrets_stayed_out(stack, raw)

@@ -239,6 +239,61 @@ const scenarios = {
     })
   },
 
+  // Less common shapes of everyday queries.
+  async edges() {
+    await withModels({}, async ({ sequelize, Customer, Invoice }) => {
+      await Customer.bulkCreate([0, 1, 2].map((i) => ({
+        business_id: tenant, name: `sq-e${i}`, email: `sq.e${i}@seq.example`, tax_id: i === 2 ? null : `SQTAX-E${i}`, phone: `555-SQE${i}`,
+      })))
+      const q = (where) => Customer.findAll({ where, order: [['name', 'ASC']] }).then((rows) => rows.map((r) => r.name), ormFailure)
+      emit('edges:in_empty', await q({ email: { [Op.in]: [] } }))
+      emit('edges:not_in', await q({ business_id: tenant, email: { [Op.notIn]: ['SQ.E0@seq.example'] } }))
+      emit('edges:ne', await q({ business_id: tenant, tax_id: { [Op.ne]: 'SQTAX-E0' } }))
+      emit('edges:or', await q({ [Op.or]: [{ email: 'sq.e0@SEQ.example' }, { tax_id: 'SQTAX-E1' }] }))
+      emit('edges:is_null', await q({ business_id: tenant, tax_id: null }))
+      emit('edges:not_null', await q({ business_id: tenant, tax_id: { [Op.not]: null } }))
+      const [n] = await Customer.update({ phone: '555-SQE-BYMAIL' }, { where: { email: 'SQ.E1@seq.example' } })
+      emit('edges:update_where_email', n)
+      emit('edges:destroy_where_tax', await Customer.destroy({ where: { tax_id: 'SQTAX-E0' } }))
+      const c = await Customer.findOne({ where: { business_id: tenant, name: 'sq-e1' } })
+      await Invoice.bulkCreate([1, 2, 3].map((k) => ({ business_id: tenant, customer_id: c.id, total: k, notes: `sq note e${k}` })))
+      const page = await Customer.findAndCountAll({
+        where: { business_id: tenant }, include: [{ model: Invoice, as: 'invoices' }], order: [['name', 'ASC']], limit: 1, distinct: true,
+      })
+      emit('edges:find_and_count', { count: page.count, rows: page.rows.map((r) => [r.name, r.invoices.map((i) => i.notes).sort()]) })
+      emit('edges:increment', await Customer.increment('credit', { by: 1, where: { id: c.id } }).then(() => 'ok', ormFailure))
+      const bound = await sequelize.query('SELECT name, phone FROM customers WHERE email = $1', { bind: ['sq.e1@seq.example'], type: 'SELECT' })
+      emit('edges:raw_query_bind', bound)
+      const replaced = await sequelize.query('SELECT name FROM customers WHERE tax_id IN (:taxes)', { replacements: { taxes: ['SQTAX-E1', 'x'] }, type: 'SELECT' })
+      emit('edges:raw_query_replacements', replaced)
+    })
+    // many businesses on one pool: the tenant set per transaction
+    await withModels({ sessionTenant: null }, async ({ sequelize, Customer }) => {
+      const phone = await sequelize.transaction(async (t) => {
+        await sequelize.query(`SET LOCAL pgseal.tenant = '${tenant}'`, { transaction: t })
+        const c = await Customer.findOne({ where: { business_id: tenant, name: 'sq-e2' }, transaction: t })
+        await c.update({ phone: '555-SQE-LOCAL' }, { transaction: t })
+        return (await Customer.findByPk(c.id, { transaction: t })).phone
+      })
+      emit('edges:set_local', phone)
+      emit('edges:after_set_local', await Customer.update({ phone: '555-SQE-NOTENANT' }, { where: { name: 'sq-e2' } }).catch(ormFailure))
+    })
+    // a savepoint: the refusal aborts only the nested transaction
+    await withModels({}, async ({ sequelize, Customer }) => {
+      const outcome = await sequelize.transaction(async (t) => {
+        await Customer.create({ business_id: tenant, name: 'sq-e-outer', phone: '555-SQE-OUTER' }, { transaction: t })
+        const inner = await sequelize.transaction({ transaction: t }, async (t2) => {
+          await Customer.create({ business_id: tenant, name: 'sq-e-inner', phone: '555-SQE-INNER' }, { transaction: t2 })
+          return Customer.findAll({ order: [['phone', 'ASC']], transaction: t2 })
+        }).catch(ormFailure)
+        const after = await Customer.count({ where: { business_id: tenant }, transaction: t })
+        return { inner, after }
+      })
+      emit('edges:savepoint', outcome)
+      emit('edges:left', (await Customer.findAll({ where: { business_id: tenant }, order: [['name', 'ASC']] })).map((c) => [c.name, c.phone]))
+    })
+  },
+
   async destroy() {
     await withModels({}, async ({ Customer, Invoice }) => {
       const keep = await Customer.create({ business_id: tenant, name: 'sq-d-keep', phone: '555-SQD-KEEP' })

@@ -6,7 +6,7 @@
 'use strict'
 
 require('reflect-metadata')
-const { DataSource, EntitySchema, In, IsNull } = require('typeorm')
+const { DataSource, EntitySchema, In, IsNull, Like, MoreThan, Not } = require('typeorm')
 const { emit, runAll } = require('./lib')
 
 const tenant = Number(process.argv[2])
@@ -203,7 +203,6 @@ const scenarios = {
   async refused() {
     await withSource({}, async (source, customers) => {
       await customers.insert({ business_id: tenant, name: 'to-x', email: 'to.x@tor.example', phone: '555-TOX' })
-      const { Like, MoreThan } = require('typeorm')
       const outcomes = []
       outcomes.push(await customers.find({ order: { phone: 'DESC' } }).then(() => 'rows', ormFailure))
       outcomes.push(await customers.findBy({ email: Like('%tor%') }).then(() => 'rows', ormFailure))
@@ -235,6 +234,56 @@ const scenarios = {
       emit('upsert:by_tax', names(await customers.findBy({ tax_id: In(['TOTAX-UP', 'TOTAX-UP-NEW']) })))
       // a multi-row upsert sets DEFAULT for the columns a row left out
       emit('upsert:first_after_many', customerView(await customers.findOneBy({ id })))
+    })
+  },
+
+  // Less common shapes of everyday queries.
+  async edges() {
+    await withSource({}, async (source, customers, invoices) => {
+      await customers.insert([0, 1, 2].map((i) => ({
+        business_id: tenant, name: `to-e${i}`, email: `to.e${i}@tor.example`, tax_id: i === 2 ? null : `TOTAX-E${i}`, phone: `555-TOE${i}`,
+      })))
+      const q = (where) => customers.find({ where, order: { name: 'ASC' } }).then((rows) => rows.map((r) => r.name), ormFailure)
+      emit('edges:in_empty', await q({ email: In([]) }))
+      emit('edges:not_in', await q({ business_id: tenant, email: Not(In(['TO.E0@tor.example'])) }))
+      emit('edges:not', await q({ business_id: tenant, tax_id: Not('TOTAX-E0') }))
+      emit('edges:or', await q([{ email: 'to.e0@TOR.example' }, { tax_id: 'TOTAX-E1' }]))
+      emit('edges:not_null', await q({ business_id: tenant, tax_id: Not(IsNull()) }))
+      emit('edges:update_where_email', (await customers.update({ email: 'TO.E1@tor.example' }, { phone: '555-TOE-BYMAIL' })).affected)
+      emit('edges:delete_where_tax', (await customers.delete({ tax_id: 'TOTAX-E0' })).affected)
+      const c = await customers.findOneBy({ business_id: tenant, name: 'to-e1' })
+      await invoices.insert([1, 2, 3].map((k) => ({ business_id: tenant, customer_id: c.id, total: `${k}`, notes: `to note e${k}` })))
+      const [rows, count] = await customers.findAndCount({
+        where: { business_id: tenant }, relations: { invoices: true }, order: { name: 'ASC' }, take: 1, skip: 0,
+      })
+      emit('edges:find_and_count', { count, rows: rows.map((r) => [r.name, r.invoices.map((i) => i.notes).sort()]) })
+      emit('edges:increment', await customers.increment({ id: c.id }, 'credit', 1).then(() => 'ok', ormFailure))
+      emit('edges:raw_query', await source.query('SELECT name, phone FROM customers WHERE email = $1', ['to.e1@tor.example']))
+    })
+    // many businesses on one pool: the tenant set per transaction
+    await withSource({ sessionTenant: null }, async (source, customers) => {
+      const phone = await source.transaction(async (manager) => {
+        await manager.query(`SET LOCAL pgseal.tenant = '${tenant}'`)
+        const c = await manager.findOneBy(Customer, { business_id: tenant, name: 'to-e2' })
+        c.phone = '555-TOE-LOCAL'
+        await manager.save(Customer, c)
+        return (await manager.findOneBy(Customer, { id: c.id })).phone
+      })
+      emit('edges:set_local', phone)
+      emit('edges:after_set_local', await customers.update({ name: 'to-e2' }, { phone: '555-TOE-NOTENANT' }).catch(ormFailure))
+    })
+    // a savepoint: the refusal aborts only the nested transaction
+    await withSource({}, async (source, customers) => {
+      const outcome = await source.transaction(async (manager) => {
+        await manager.insert(Customer, { business_id: tenant, name: 'to-e-outer', phone: '555-TOE-OUTER' })
+        const inner = await manager.transaction(async (nested) => {
+          await nested.insert(Customer, { business_id: tenant, name: 'to-e-inner', phone: '555-TOE-INNER' })
+          return nested.find(Customer, { order: { phone: 'ASC' } })
+        }).catch(ormFailure)
+        return { inner, after: await manager.countBy(Customer, { business_id: tenant }) }
+      })
+      emit('edges:savepoint', outcome)
+      emit('edges:left', (await customers.find({ where: { business_id: tenant }, order: { name: 'ASC' } })).map((c) => [c.name, c.phone]))
     })
   },
 
