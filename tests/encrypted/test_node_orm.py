@@ -259,8 +259,17 @@ async def test_sequelize_upsert(stack: Stack, raw: asyncpg.Connection) -> None:
     assert got["upsert:found"] == "555-SQUP-2"
     # the other business's upsert on the same id neither moved nor overwrote the row
     assert got["upsert:after_other_tenant"] == updated
-    assert await sealed_customers(raw, 9208) == {"sq-up": ["email", "phone"]}
-    assert await raw.fetchval("SELECT count(*) FROM customers") == 1
+    assert got["upsert:bulk"] == [
+        customer("sq-up", "SQ.Up@seq.example", "SQTAX-UP", "555-SQUP-3"),
+        customer("sq-up-b", tax_id="SQTAX-UPB", phone="555-SQUP-B"),  # the duplicate ignored
+        customer("sq-up-c", phone="555-SQUP-C"),
+    ]
+    assert await sealed_customers(raw, 9208) == {
+        "sq-up": ["email", "tax_id", "phone"],
+        "sq-up-b": ["tax_id", "phone"],
+        "sq-up-c": ["phone"],
+    }
+    assert await raw.fetchval("SELECT count(*) FROM customers") == 3
     await assert_secrets_stayed_out(stack, raw)
 
 

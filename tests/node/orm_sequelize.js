@@ -236,6 +236,17 @@ const scenarios = {
     })
     await withModels({}, async ({ Customer }) => {
       emit('upsert:after_other_tenant', customerView(await Customer.findByPk(id)))
+      // bulkCreate's own ON CONFLICT forms, values inlined as literals
+      await Customer.bulkCreate([
+        { business_id: tenant, name: 'sq-up', tax_id: 'SQTAX-UP', phone: '555-SQUP-3' },
+        { business_id: tenant, name: 'sq-up-b', tax_id: 'SQTAX-UPB', phone: '555-SQUP-B' },
+      ], { updateOnDuplicate: ['tax_id', 'phone'], conflictAttributes: ['business_id', 'name'] })
+      await Customer.bulkCreate([
+        { business_id: tenant, name: 'sq-up-b', phone: '555-SQUP-IGNORED' },
+        { business_id: tenant, name: 'sq-up-c', phone: '555-SQUP-C' },
+      ], { ignoreDuplicates: true })
+      const all = await Customer.findAll({ where: { business_id: tenant }, order: [['name', 'ASC']] })
+      emit('upsert:bulk', all.map(customerView))
     })
   },
 
