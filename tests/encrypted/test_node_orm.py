@@ -204,10 +204,14 @@ async def test_sequelize_include_and_lazy_load(stack: Stack, raw: asyncpg.Connec
         {"notes": "sq note three", "customer": {"name": "sq-i", "email": "sq.i@seq.example"}}
     ]
     assert got["include:lazy"] == ["sq note one", None, "sq note three"]
+    assert got["include:nested_create"] == {"same": True, "invoices": [["1.50", "sq note nested"]]}
     notes = await raw.fetch("SELECT notes FROM invoices WHERE business_id = 9204 ORDER BY id")
-    assert [n is None for (n,) in notes] == [False, True, False]
-    await assert_sealed_for(raw, 9204, notes[0]["notes"], notes[2]["notes"])
-    assert await sealed_customers(raw, 9204) == {"sq-i": ["email", "phone"]}
+    assert [n is None for (n,) in notes] == [False, True, False, False]
+    await assert_sealed_for(raw, 9204, *(n for (n,) in notes if n is not None))
+    assert await sealed_customers(raw, 9204) == {
+        "sq-i": ["email", "phone"],
+        "sq-i-nested": ["tax_id"],
+    }
     await assert_secrets_stayed_out(stack, raw)
 
 
@@ -414,10 +418,14 @@ async def test_typeorm_relations_and_joins(stack: Stack, raw: asyncpg.Connection
         {"total": "100", "customer": customer("to-r", "to.r@tor.example", phone="555-TOR")}
     ]
     assert got["relations:query_builder"] == [["555-TOR", ["to note one", None, "to note three"]]]
+    assert got["relations:cascade"] == {"same": True, "invoices": [["1.50", "to note nested"]]}
     notes = await raw.fetch("SELECT notes FROM invoices WHERE business_id = 9304 ORDER BY id")
-    assert [n is None for (n,) in notes] == [False, True, False]
-    await assert_sealed_for(raw, 9304, notes[0]["notes"], notes[2]["notes"])
-    assert await sealed_customers(raw, 9304) == {"to-r": ["email", "phone"]}
+    assert [n is None for (n,) in notes] == [False, True, False, False]
+    await assert_sealed_for(raw, 9304, *(n for (n,) in notes if n is not None))
+    assert await sealed_customers(raw, 9304) == {
+        "to-r": ["email", "phone"],
+        "to-r-nested": ["tax_id"],
+    }
     await assert_secrets_stayed_out(stack, raw)
 
 

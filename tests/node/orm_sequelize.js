@@ -155,6 +155,13 @@ const scenarios = {
       emit('include:belongs_to', back.map((i) => ({ notes: i.notes, customer: i.customer.toJSON() })))
       const lazy = await c.getInvoices({ order: [['id', 'ASC']] })
       emit('include:lazy', lazy.map((i) => i.notes))
+      // a nested create: the customer, then its invoices
+      const nested = await Customer.create({
+        business_id: tenant, name: 'sq-i-nested', tax_id: 'SQTAX-NESTED',
+        invoices: [{ business_id: tenant, total: '1.50', notes: 'sq note nested' }],
+      }, { include: [{ model: Invoice, as: 'invoices' }] })
+      const reloaded = await Customer.findOne({ where: { tax_id: 'SQTAX-NESTED' }, include: [{ model: Invoice, as: 'invoices' }] })
+      emit('include:nested_create', { same: reloaded.id === nested.id, invoices: reloaded.invoices.map((i) => [i.total, i.notes]) })
     })
   },
 

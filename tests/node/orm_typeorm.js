@@ -25,7 +25,7 @@ const Customer = new EntitySchema({
     credit: { type: 'numeric', nullable: true },
   },
   relations: {
-    invoices: { type: 'one-to-many', target: 'Invoice', inverseSide: 'customer' },
+    invoices: { type: 'one-to-many', target: 'Invoice', inverseSide: 'customer', cascade: ['insert'] },
   },
 })
 
@@ -176,6 +176,13 @@ const scenarios = {
       const joined = await customers.createQueryBuilder('c').leftJoinAndSelect('c.invoices', 'i')
         .where('c.tax_id IS NULL').andWhere('c.business_id = :tenant', { tenant }).orderBy('i.id', 'ASC').getMany()
       emit('relations:query_builder', joined.map((x) => [x.phone, x.invoices.map((i) => i.notes)]))
+      // a cascaded save: the customer, then its invoices, in one transaction
+      const nested = await customers.save({
+        business_id: tenant, name: 'to-r-nested', tax_id: 'TOTAX-NESTED',
+        invoices: [{ business_id: tenant, total: '1.50', notes: 'to note nested' }],
+      })
+      const reloaded = await customers.findOne({ where: { tax_id: 'TOTAX-NESTED' }, relations: { invoices: true } })
+      emit('relations:cascade', { same: reloaded.id === nested.id, invoices: reloaded.invoices.map((i) => [i.total, i.notes]) })
     })
   },
 
