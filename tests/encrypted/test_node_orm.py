@@ -27,12 +27,16 @@ SECRETS = (
     "555-SQ",
     "SQTAX",
     "sq note",
+    "sq text",
+    "sq armour",
     "Tor.example",
     "tor.example",
     "TOR.example",
     "555-TO",
     "TOTAX",
     "to note",
+    "to text",
+    "to armour",
 )
 CUSTOMER_SEALED = ("email", "tax_id", "phone", "credit")
 ORDER_BY_PHONE = {
@@ -113,6 +117,45 @@ async def assert_secrets_stayed_out(stack: Stack, raw: asyncpg.Connection) -> No
     assert await raw.fetchval("SELECT count(DISTINCT business_id) FROM customers") <= 1
 
 
+def typed_rows(orm: str) -> list[dict[str, object]]:
+    """What each ORM's scenario reads back from ``typed``: its own value mapping."""
+    tag = {"sequelize": "sq", "typeorm": "to"}[orm]
+    first: dict[str, object] = {
+        "c_text": f"{tag} text ✓",
+        "c_varchar": f"{tag}-vc",
+        "c_int": -42,
+        "c_bigint": "9007199254740993",  # both map bigint to a string
+        "c_smallint": 7,
+        "c_numeric": "12345.678900",
+        "c_bool": True,
+        "c_date": "2024-02-29",  # a date stays a string in both
+        "c_ts": "2024-02-29T12:34:56.789Z",
+        "c_tstz": "1999-12-31T23:59:59.001Z",
+        "c_uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "c_jsonb": {tag: ["x", 1], "nested": {"ü": None}},
+        "c_bytea": "hex:000102feff5c",
+        "c_armored": f"{tag} armour",
+    }
+    empty = dict.fromkeys(first)
+    return [first, empty, {**empty, "c_int": 17, "c_bool": False, "c_jsonb": [1, "two"]}]
+
+
+async def assert_typed_sealed(raw: asyncpg.Connection, tenant: int) -> None:
+    """The three raw ``typed`` rows of ``tenant``: envelopes (c_armored: armoured text)
+    in every column given a value, NULL in the others."""
+    stored = await raw.fetch("SELECT * FROM typed WHERE business_id = $1 ORDER BY id", tenant)
+    filled = []
+    for row in stored:
+        values = {k: v for k, v in row.items() if k.startswith("c_") and v is not None}
+        filled.append(len(values))
+        armored = values.pop("c_armored", None)
+        if armored is not None:
+            assert armored.startswith("pgseal1:")
+            assert "armour" not in armored
+        await assert_sealed_for(raw, tenant, *values.values())
+    assert filled == [14, 0, 3]
+
+
 def customer(
     name: str,
     email: str | None = None,
@@ -146,6 +189,14 @@ async def test_sequelize_create_and_bulk_create(stack: Stack, raw: asyncpg.Conne
         "sq-b1": list(CUSTOMER_SEALED),
         "sq-b2": ["phone"],
     }
+    await assert_secrets_stayed_out(stack, raw)
+
+
+async def test_sequelize_every_logical_type(stack: Stack, raw: asyncpg.Connection) -> None:
+    got = scenario(stack, "sequelize", "typed", 9211)
+    assert got["typed:created"] == typed_rows("sequelize")[0]
+    assert got["typed:found"] == typed_rows("sequelize")
+    await assert_typed_sealed(raw, 9211)
     await assert_secrets_stayed_out(stack, raw)
 
 
@@ -363,6 +414,13 @@ async def test_typeorm_save_insert_and_query_builder(stack: Stack, raw: asyncpg.
         "to-i1": ["tax_id", "phone"],
         "to-qb": ["email", "phone"],
     }
+    await assert_secrets_stayed_out(stack, raw)
+
+
+async def test_typeorm_every_logical_type(stack: Stack, raw: asyncpg.Connection) -> None:
+    got = scenario(stack, "typeorm", "typed", 9310)
+    assert got["typed:found"] == typed_rows("typeorm")
+    await assert_typed_sealed(raw, 9310)
     await assert_secrets_stayed_out(stack, raw)
 
 

@@ -37,9 +37,27 @@ function connect({ sessionTenant = tenant } = {}) {
     total: DataTypes.DECIMAL,
     notes: DataTypes.TEXT,
   }, { tableName: 'invoices', timestamps: false })
+  const Typed = sequelize.define('Typed', {
+    id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true },
+    business_id: { type: DataTypes.INTEGER, allowNull: false },
+    c_text: DataTypes.TEXT,
+    c_varchar: DataTypes.STRING(20),
+    c_int: DataTypes.INTEGER,
+    c_bigint: DataTypes.BIGINT,
+    c_smallint: DataTypes.SMALLINT,
+    c_numeric: DataTypes.DECIMAL,
+    c_bool: DataTypes.BOOLEAN,
+    c_date: DataTypes.DATEONLY,
+    c_ts: DataTypes.DATE,
+    c_tstz: DataTypes.DATE,
+    c_uuid: DataTypes.UUID,
+    c_jsonb: DataTypes.JSONB,
+    c_bytea: DataTypes.BLOB,
+    c_armored: DataTypes.TEXT,
+  }, { tableName: 'typed', timestamps: false })
   Customer.hasMany(Invoice, { foreignKey: 'customer_id', as: 'invoices' })
   Invoice.belongsTo(Customer, { foreignKey: 'customer_id', as: 'customer' })
-  return { sequelize, Customer, Invoice }
+  return { sequelize, Customer, Invoice, Typed }
 }
 
 async function withModels(options, body) {
@@ -56,6 +74,13 @@ function ormFailure(err) {
   return { code: (err.parent && err.parent.code) || null, message: String(err.message) }
 }
 
+function plain(value) {
+  if (value instanceof Date) return value.toISOString()
+  if (Buffer.isBuffer(value)) return 'hex:' + value.toString('hex')
+  return value
+}
+
+const plainRow = (row) => Object.fromEntries(Object.entries(row).filter(([k]) => k.startsWith('c_')).map(([k, v]) => [k, plain(v)]))
 const customerView = (c) => ({ name: c.name, email: c.email, tax_id: c.tax_id, phone: c.phone, credit: c.credit })
 const names = (rows) => rows.map((r) => r.name).sort()
 
@@ -75,6 +100,23 @@ const scenarios = {
       const reread = await Customer.findAll({ where: { business_id: tenant }, order: [['name', 'ASC']] })
       emit('writes:reread', reread.map(customerView))
       emit('writes:ids', reread.map((c) => c.id))
+    })
+  },
+
+  // every logical type through the ORM's own type mapping
+  async typed() {
+    await withModels({}, async ({ Typed }) => {
+      const made = await Typed.create({
+        business_id: tenant, c_text: 'sq text ✓', c_varchar: 'sq-vc', c_int: -42, c_bigint: '9007199254740993',
+        c_smallint: 7, c_numeric: '12345.678900', c_bool: true, c_date: '2024-02-29',
+        c_ts: new Date(Date.UTC(2024, 1, 29, 12, 34, 56, 789)), c_tstz: new Date(Date.UTC(1999, 11, 31, 23, 59, 59, 1)),
+        c_uuid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', c_jsonb: { sq: ['x', 1], nested: { 'ü': null } },
+        c_bytea: Buffer.from([0, 1, 2, 0xfe, 0xff, 0x5c]), c_armored: 'sq armour',
+      })
+      await Typed.bulkCreate([{ business_id: tenant }, { business_id: tenant, c_int: 17, c_bool: false, c_jsonb: [1, 'two'] }])
+      emit('typed:created', plainRow(made.get({ plain: true })))
+      const rows = await Typed.findAll({ where: { business_id: tenant }, order: [['id', 'ASC']], raw: true })
+      emit('typed:found', rows.map(plainRow))
     })
   },
 

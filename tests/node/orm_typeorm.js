@@ -44,6 +44,29 @@ const Invoice = new EntitySchema({
   },
 })
 
+const Typed = new EntitySchema({
+  name: 'Typed',
+  tableName: 'typed',
+  columns: {
+    id: { type: 'int', primary: true, generated: 'increment' },
+    business_id: { type: 'int' },
+    c_text: { type: 'text', nullable: true },
+    c_varchar: { type: 'varchar', length: 20, nullable: true },
+    c_int: { type: 'int', nullable: true },
+    c_bigint: { type: 'bigint', nullable: true },
+    c_smallint: { type: 'smallint', nullable: true },
+    c_numeric: { type: 'numeric', nullable: true },
+    c_bool: { type: 'boolean', nullable: true },
+    c_date: { type: 'date', nullable: true },
+    c_ts: { type: 'timestamp', nullable: true },
+    c_tstz: { type: 'timestamptz', nullable: true },
+    c_uuid: { type: 'uuid', nullable: true },
+    c_jsonb: { type: 'jsonb', nullable: true },
+    c_bytea: { type: 'bytea', nullable: true },
+    c_armored: { type: 'text', nullable: true },
+  },
+})
+
 // An app serving one business: its tenant is a startup option of every
 // pooled connection, so the ORM's UPDATE/DELETE by primary key need not name it.
 async function withSource({ sessionTenant = tenant } = {}, body) {
@@ -53,7 +76,7 @@ async function withSource({ sessionTenant = tenant } = {}, body) {
     port: Number(process.env.PGPORT),
     username: process.env.PGUSER,
     database: process.env.PGDATABASE,
-    entities: [Customer, Invoice],
+    entities: [Customer, Invoice, Typed],
     synchronize: false,
     logging: process.env.PGSEAL_ORM_SQL ? 'all' : false,
     logger: 'simple-console',
@@ -73,6 +96,13 @@ function ormFailure(err) {
   return { code: err.code || (err.driverError && err.driverError.code) || null, message: String(err.message) }
 }
 
+function plain(value) {
+  if (value instanceof Date) return value.toISOString()
+  if (Buffer.isBuffer(value)) return 'hex:' + value.toString('hex')
+  return value
+}
+
+const plainRow = (row) => Object.fromEntries(Object.entries(row).filter(([k]) => k.startsWith('c_')).map(([k, v]) => [k, plain(v)]))
 const customerView = (c) => ({ name: c.name, email: c.email, tax_id: c.tax_id, phone: c.phone, credit: c.credit })
 const names = (rows) => rows.map((r) => r.name).sort()
 
@@ -100,6 +130,23 @@ const scenarios = {
       emit('writes:query_builder_returning', built.raw.map(({ id, ...rest }) => rest))
       const reread = await customers.find({ where: { business_id: tenant }, order: { name: 'ASC' } })
       emit('writes:reread', reread.map(customerView))
+    })
+  },
+
+  // every logical type through the ORM's own type mapping
+  async typed() {
+    await withSource({}, async (source) => {
+      const typed = source.getRepository(Typed)
+      await typed.save({
+        business_id: tenant, c_text: 'to text ✓', c_varchar: 'to-vc', c_int: -42, c_bigint: '9007199254740993',
+        c_smallint: 7, c_numeric: '12345.678900', c_bool: true, c_date: '2024-02-29',
+        c_ts: new Date(Date.UTC(2024, 1, 29, 12, 34, 56, 789)), c_tstz: new Date(Date.UTC(1999, 11, 31, 23, 59, 59, 1)),
+        c_uuid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', c_jsonb: { to: ['x', 1], nested: { 'ü': null } },
+        c_bytea: Buffer.from([0, 1, 2, 0xfe, 0xff, 0x5c]), c_armored: 'to armour',
+      })
+      await typed.insert([{ business_id: tenant }, { business_id: tenant, c_int: 17, c_bool: false, c_jsonb: [1, 'two'] }])
+      const rows = await typed.find({ where: { business_id: tenant }, order: { id: 'ASC' } })
+      emit('typed:found', rows.map(plainRow))
     })
   },
 
