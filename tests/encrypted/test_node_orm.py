@@ -34,9 +34,9 @@ SECRETS = (
     "TOR.example",
     "555-TO",
     "TOTAX",
-    "to note",
-    "to text",
-    "to armour",
+    "tor-note",
+    "tor-text",
+    "tor-armour",
 )
 CUSTOMER_SEALED = ("email", "tax_id", "phone", "credit")
 ORDER_BY_PHONE = {
@@ -120,8 +120,11 @@ async def assert_secrets_stayed_out(stack: Stack, raw: asyncpg.Connection) -> No
 def typed_rows(orm: str) -> list[dict[str, object]]:
     """What each ORM's scenario reads back from ``typed``: its own value mapping."""
     tag = {"sequelize": "sq", "typeorm": "to"}[orm]
+    text, armour = {"sequelize": ("sq text", "sq armour"), "typeorm": ("tor-text", "tor-armour")}[
+        orm
+    ]
     first: dict[str, object] = {
-        "c_text": f"{tag} text ✓",
+        "c_text": f"{text} ✓",
         "c_varchar": f"{tag}-vc",
         "c_int": -42,
         "c_bigint": "9007199254740993",  # both map bigint to a string
@@ -134,7 +137,7 @@ def typed_rows(orm: str) -> list[dict[str, object]]:
         "c_uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
         "c_jsonb": {tag: ["x", 1], "nested": {"ü": None}},
         "c_bytea": "hex:000102feff5c",
-        "c_armored": f"{tag} armour",
+        "c_armored": armour,
     }
     empty = dict.fromkeys(first)
     return [first, empty, {**empty, "c_int": 17, "c_bool": False, "c_jsonb": [1, "two"]}]
@@ -467,16 +470,16 @@ async def test_typeorm_relations_and_joins(stack: Stack, raw: asyncpg.Connection
     got = scenario(stack, "typeorm", "relations", 9304)
     assert got["relations:customer"] == {"name": "to-r", "phone": "555-TOR"}
     assert got["relations:invoices"] == [
-        {"total": "12.34", "notes": "to note one"},
+        {"total": "12.34", "notes": "tor-note one"},
         {"total": "100", "notes": None},
-        {"total": "0.01", "notes": "to note three"},
+        {"total": "0.01", "notes": "tor-note three"},
     ]
-    assert got["relations:find"] == [["to.r@tor.example", [None, "to note one", "to note three"]]]
+    assert got["relations:find"] == [["to.r@tor.example", [None, "tor-note one", "tor-note three"]]]
     assert got["relations:many_to_one"] == [
         {"total": "100", "customer": customer("to-r", "to.r@tor.example", phone="555-TOR")}
     ]
-    assert got["relations:query_builder"] == [["555-TOR", ["to note one", None, "to note three"]]]
-    assert got["relations:cascade"] == {"same": True, "invoices": [["1.50", "to note nested"]]}
+    assert got["relations:query_builder"] == [["555-TOR", ["tor-note one", None, "tor-note three"]]]
+    assert got["relations:cascade"] == {"same": True, "invoices": [["1.50", "tor-note nested"]]}
     notes = await raw.fetch("SELECT notes FROM invoices WHERE business_id = 9304 ORDER BY id")
     assert [n is None for (n,) in notes] == [False, True, False, False]
     await assert_sealed_for(raw, 9304, *(n for (n,) in notes if n is not None))
@@ -552,7 +555,7 @@ async def test_typeorm_edges(stack: Stack, raw: asyncpg.Connection) -> None:
     assert got["edges:delete_where_tax"] == 1
     assert got["edges:find_and_count"] == {
         "count": 2,
-        "rows": [["to-e1", ["to note e1", "to note e2", "to note e3"]]],
+        "rows": [["to-e1", ["tor-note e1", "tor-note e2", "tor-note e3"]]],
     }
     assert got["edges:increment"] == INCREMENT_REFUSED
     assert got["edges:raw_query"] == [{"name": "to-e1", "phone": "555-TOE-BYMAIL"}]

@@ -138,11 +138,11 @@ const scenarios = {
     await withSource({}, async (source) => {
       const typed = source.getRepository(Typed)
       await typed.save({
-        business_id: tenant, c_text: 'to text ✓', c_varchar: 'to-vc', c_int: -42, c_bigint: '9007199254740993',
+        business_id: tenant, c_text: 'tor-text ✓', c_varchar: 'to-vc', c_int: -42, c_bigint: '9007199254740993',
         c_smallint: 7, c_numeric: '12345.678900', c_bool: true, c_date: '2024-02-29',
         c_ts: new Date(Date.UTC(2024, 1, 29, 12, 34, 56, 789)), c_tstz: new Date(Date.UTC(1999, 11, 31, 23, 59, 59, 1)),
         c_uuid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', c_jsonb: { to: ['x', 1], nested: { 'ü': null } },
-        c_bytea: Buffer.from([0, 1, 2, 0xfe, 0xff, 0x5c]), c_armored: 'to armour',
+        c_bytea: Buffer.from([0, 1, 2, 0xfe, 0xff, 0x5c]), c_armored: 'tor-armour',
       })
       await typed.insert([{ business_id: tenant }, { business_id: tenant, c_int: 17, c_bool: false, c_jsonb: [1, 'two'] }])
       const rows = await typed.find({ where: { business_id: tenant }, order: { id: 'ASC' } })
@@ -207,9 +207,9 @@ const scenarios = {
     await withSource({}, async (source, customers, invoices) => {
       const c = await customers.save({ business_id: tenant, name: 'to-r', email: 'to.r@tor.example', phone: '555-TOR' })
       await invoices.save([
-        { business_id: tenant, customer: { id: c.id }, total: '12.34', notes: 'to note one' },
+        { business_id: tenant, customer: { id: c.id }, total: '12.34', notes: 'tor-note one' },
         { business_id: tenant, customer_id: c.id, total: '100', notes: null },
-        { business_id: tenant, customer_id: c.id, total: '0.01', notes: 'to note three' },
+        { business_id: tenant, customer_id: c.id, total: '0.01', notes: 'tor-note three' },
       ])
       const loaded = await customers.findOne({
         where: { email: 'TO.R@tor.example' }, relations: { invoices: true }, order: { invoices: { id: 'ASC' } },
@@ -226,7 +226,7 @@ const scenarios = {
       // a cascaded save: the customer, then its invoices, in one transaction
       const nested = await customers.save({
         business_id: tenant, name: 'to-r-nested', tax_id: 'TOTAX-NESTED',
-        invoices: [{ business_id: tenant, total: '1.50', notes: 'to note nested' }],
+        invoices: [{ business_id: tenant, total: '1.50', notes: 'tor-note nested' }],
       })
       const reloaded = await customers.findOne({ where: { tax_id: 'TOTAX-NESTED' }, relations: { invoices: true } })
       emit('relations:cascade', { same: reloaded.id === nested.id, invoices: reloaded.invoices.map((i) => [i.total, i.notes]) })
@@ -306,7 +306,7 @@ const scenarios = {
       emit('edges:update_where_email', (await customers.update({ email: 'TO.E1@tor.example' }, { phone: '555-TOE-BYMAIL' })).affected)
       emit('edges:delete_where_tax', (await customers.delete({ tax_id: 'TOTAX-E0' })).affected)
       const c = await customers.findOneBy({ business_id: tenant, name: 'to-e1' })
-      await invoices.insert([1, 2, 3].map((k) => ({ business_id: tenant, customer_id: c.id, total: `${k}`, notes: `to note e${k}` })))
+      await invoices.insert([1, 2, 3].map((k) => ({ business_id: tenant, customer_id: c.id, total: `${k}`, notes: `tor-note e${k}` })))
       const [rows, count] = await customers.findAndCount({
         where: { business_id: tenant }, relations: { invoices: true }, order: { name: 'ASC' }, take: 1, skip: 0,
       })
