@@ -16,7 +16,8 @@ import asyncpg
 import pytest
 
 from tests.encrypted.conftest import Stack, assert_envelope, assert_never_reached
-from tests.golang.gobuild import go_program, run_scenario, sqlstate
+from tests.golang.gobuild import go_program
+from tests.scenarios import run_scenario, sqlstate
 
 __all__ = ["go_program"]
 

@@ -22,8 +22,8 @@ from tests.encrypted.test_golang import (
     assert_customers_sealed,
     assert_typed_sealed,
 )
-from tests.golang.gobuild import sqlstate
-from tests.rust.rsbuild import run_scenario, rust_program
+from tests.rust.rsbuild import rust_program
+from tests.scenarios import run_scenario, sqlstate
 
 __all__ = ["rust_program"]
 

@@ -9,11 +9,9 @@ toolchain or driver source fails the tests, naming what to install.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -66,38 +64,3 @@ def built_program(base: Path) -> Path:
 @pytest.fixture(scope="session")
 def go_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built_program(tmp_path_factory.getbasetemp())
-
-
-def run_scenario(program: Path, scenario: str, dsn: str, *args: str) -> dict[str, Any]:
-    """Run one scenario; each JSON line ``{"check", "value" | "error"}`` keyed by check.
-
-    An error becomes ``{"error": SQLSTATE or "context" or "go"}`` (the message is
-    kept under ``"message"``); the last line must be the ``done`` check, so a
-    crash half-way fails instead of passing with fewer checks.
-    """
-    done = subprocess.run(
-        [str(program), scenario, dsn, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, f"pgsealgo {scenario} exited {done.returncode}: {done.stderr}"
-    checks: dict[str, Any] = {}
-    for line in done.stdout.splitlines():
-        record = json.loads(line)
-        name = record["check"]
-        assert name not in checks, f"check {name} reported twice"
-        if "error" in record:
-            checks[name] = {"error": record["error"]["code"], "message": record["error"]["message"]}
-        else:
-            checks[name] = record["value"]
-    assert checks.get("done") is True, f"pgsealgo {scenario} stopped early: {done.stderr}"
-    return checks
-
-
-def sqlstate(check: object) -> object:
-    """The error code of a check that must have failed."""
-    assert isinstance(check, dict), f"expected an error, got {check!r}"
-    assert "error" in check, f"expected an error, got {check!r}"
-    return check["error"]

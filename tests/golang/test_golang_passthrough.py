@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.clients.conftest import Relay
-from tests.golang.gobuild import run_scenario, sqlstate
+from tests.scenarios import run_scenario, sqlstate
 
 Reports = tuple[dict[str, Any], dict[str, Any]]
 

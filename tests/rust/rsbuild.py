@@ -11,12 +11,10 @@ what to install.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -81,31 +79,3 @@ def built_program(base: Path) -> Path:
 @pytest.fixture(scope="session")
 def rust_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built_program(tmp_path_factory.getbasetemp())
-
-
-def run_scenario(program: Path, scenario: str, dsn: str, *args: str) -> dict[str, Any]:
-    """Run one scenario; each JSON line ``{"check", "value" | "error"}`` keyed by check.
-
-    An error becomes ``{"error": SQLSTATE or "rust", "message": ...}``; the last
-    line must be the ``done`` check, so a panic half-way fails instead of
-    passing with fewer checks.
-    """
-    done = subprocess.run(
-        [str(program), scenario, dsn, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, f"pgsealrs {scenario} exited {done.returncode}: {done.stderr}"
-    checks: dict[str, Any] = {}
-    for line in done.stdout.splitlines():
-        record = json.loads(line)
-        name = record["check"]
-        assert name not in checks, f"check {name} reported twice"
-        if "error" in record:
-            checks[name] = {"error": record["error"]["code"], "message": record["error"]["message"]}
-        else:
-            checks[name] = record["value"]
-    assert checks.get("done") is True, f"pgsealrs {scenario} stopped early: {done.stderr}"
-    return checks

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from tests.clients.conftest import Relay
-from tests.golang.gobuild import sqlstate
-from tests.rust.rsbuild import run_scenario
+from tests.scenarios import run_scenario, sqlstate
 
 Reports = tuple[dict[str, Any], dict[str, Any]]
 
