@@ -121,6 +121,12 @@ _DML = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TAB
 # Objects whose body could read or write a protected table behind pgseal's back.
 _CODE_OBJECTS = frozenset({"VIEW", "RULE", "FUNCTION", "PROCEDURE", "TRIGGER", "MATERIALIZED"})
 _CREATE_AS = re.compile(r"\bAS\s*\(?\s*(?:SELECT|WITH|TABLE|VALUES|EXECUTE)\b", re.IGNORECASE)
+# The name a CREATE TEMPORARY TABLE creates (schema pg_temp at most).
+_CREATE_TEMP_TABLE = re.compile(
+    r"\s*CREATE\s+(?:GLOBAL\s+|LOCAL\s+)?TEMP(?:ORARY)?\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r'(?:(?:"pg_temp"|pg_temp)\s*\.\s*)?("(?:[^"]|"")+"|[\w$]+)',
+    re.IGNORECASE,
+)
 _SET_CONFIG_TENANT = re.compile(r"set_config\s*\(\s*'pgseal\.tenant'", re.IGNORECASE)
 
 _TENANT_SET = re.compile(
@@ -350,6 +356,21 @@ class _StatementPlanner:
                 raise refuse_table(
                     "CREATE TABLE ... AS", tables[0], "copy rows through pgseal with INSERT"
                 )
+            temp = _CREATE_TEMP_TABLE.match(strip_comments(text))
+            if temp is not None:
+                name = temp.group(1)
+                name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+                for table in tables:
+                    if table.name == name:
+                        # pg_temp comes first in every search_path: for this session
+                        # the bare name would be the temporary table, whose values
+                        # pgseal would seal and whose envelopes it would not open.
+                        raise refuse_table(
+                            "a temporary table named like it",
+                            table,
+                            "a temporary table of that name would take its place in this "
+                            "session; give it another name",
+                        )
         return StatementInfo(
             text, first, is_ddl=True, writes=frozenset(t.qualified for t in tables)
         )

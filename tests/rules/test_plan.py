@@ -885,3 +885,34 @@ def test_a_plan_cannot_name_parameter_zero(index: int) -> None:
         with pytest.raises(ValueError, match="is not a parameter"):
             make(index)
     assert ClientParam(1).index == 1
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TEMP TABLE customers (id int, business_id int, phone bytea)",
+        "create temporary table if not exists Customers (LIKE public.customers)",
+        'CREATE LOCAL TEMP TABLE pg_temp."customers" (id int)',
+        "CREATE GLOBAL TEMPORARY TABLE invoices (note text)",  # billing.invoices' name too
+        "/* staging */ CREATE TEMP TABLE customers AS SELECT 1",
+    ],
+)
+def test_a_temporary_table_named_like_a_protected_one_is_refused(sql: str) -> None:
+    # pg_temp is searched first: the session's bare name would be the temporary
+    # table, its values sealed by pgseal and its envelopes never opened.
+    result = plan(sql)
+    assert isinstance(result, Refuse), result
+    assert result.sqlstate == "0A000"
+    assert "encrypted table" in result.message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE TEMP TABLE customers_staging (LIKE customers)",
+        "CREATE TABLE archive.customers (id int)",  # a schema of its own: not searched first
+        'CREATE TEMP TABLE "Customers" (id int)',  # another name: quoted, case kept
+    ],
+)
+def test_other_tables_near_a_protected_one_are_created(sql: str) -> None:
+    assert not isinstance(plan(sql), Refuse)
