@@ -82,7 +82,6 @@ from rules.plan_types import (
     TenantValue,
     ValueCast,
 )
-from rules.search_path import search_path_schemas, shadowed_names, uses_bare_name
 
 if TYPE_CHECKING:
     import asyncpg
@@ -679,11 +678,6 @@ class SessionCrypto:
         self.timezone_changing = False
         self.timezone_utc = True
         self.offset_required = False
-        #: The session's search_path and user as Postgres reported them
-        #: (PostgreSQL 18 reports search_path), and what they make of bare names.
-        self.search_path: tuple[str, str] | None = None
-        self._shadowed: dict[str, str] = {}
-        self._shadowed_for: tuple[object, tuple[str, str] | None] | None = None
 
     # -- tenant --------------------------------------------------------------------
     @property
@@ -738,42 +732,6 @@ class SessionCrypto:
         """
         self.timezone_utc = is_utc_zone(setting)
         self._update_offset_rule()
-
-    def note_search_path(self, setting: str, user: str) -> None:
-        """The session's search_path (and user, for "$user"), from ParameterStatus."""
-        self.search_path = (setting, user)
-
-    def _check_bare_names(self, sql: str, statements: Sequence[StatementInfo]) -> None:
-        """Refuse a bare name that this session's search_path resolves to another table.
-
-        pgseal reads a bare name as ``public.<name>``; with another schema's
-        table of that name first in the search_path, the statement would run
-        on that table (``rules.search_path``).
-        """
-        catalog = self.enc.catalog
-        known = self._shadowed_for
-        if known is None or known[0] is not catalog or known[1] != self.search_path:
-            self._shadowed = {}
-            if self.search_path is not None:
-                setting, user = self.search_path
-                names = [
-                    t.name for q, t in self.enc.rules.tables.items() if q.startswith("public.")
-                ]
-                path = search_path_schemas(setting, user)
-                self._shadowed = shadowed_names(names, catalog.homes, path)
-            self._shadowed_for = (catalog, self.search_path)
-        if not self._shadowed:
-            return
-        for info in statements:
-            for qualified in sorted(info.tables):
-                schema, _, name = qualified.partition(".")
-                other = self._shadowed.get(name)
-                if schema == "public" and other is not None and uses_bare_name(sql, name):
-                    raise refusal(
-                        f"pgseal: a bare table name on encrypted table {qualified} is not "
-                        f"supported while this session's search_path finds {other}.{name} first",
-                        f"schema-qualify the table ({qualified}), or configure {other}.{name}",
-                    )
 
     def settings_settled(self) -> None:
         """Everything sent has been answered: the reported settings are current."""
@@ -838,7 +796,6 @@ class SessionCrypto:
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
         self._check_encoding(statements)
-        self._check_bare_names(parse.query, statements)
         copy = None
         if any(info.copy is not None for info in statements):
             self._copy(statements, parse.query)  # refused at Parse, as a Query would be
@@ -1195,7 +1152,6 @@ class SessionCrypto:
         statements = _statements_of(plan)
         self._check_tenant_required(statements)
         self._check_encoding(statements)
-        self._check_bare_names(sql, statements)
         self.copy_pending = None
         if any(info.copy is not None for info in statements):
             self.copy_pending = self._copy(statements, sql)

@@ -1220,13 +1220,6 @@ class Session:
             )
         elif name == b"TimeZone":
             self.crypt.note_timezone(self.server_params["TimeZone"])
-        elif name in (b"search_path", b"session_authorization"):
-            params = self.server_params
-            if "search_path" in params:
-                user = params.get("session_authorization") or (
-                    self.startup.params.get("user", "") if self.startup else ""
-                )
-                self.crypt.note_search_path(params["search_path"], user)
 
     def _server_messages(self, buf: bytes) -> bytes:
         """Frame and track the server's messages in pure pass-through: the hot path.

@@ -20,7 +20,6 @@ A type change never proposes ``USING NULL``: that would wipe the column.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,9 +81,6 @@ class CatalogMap:
     tables: dict[str, TableInfo] = field(default_factory=dict)
     #: table oid -> schema.table, for every configured table.
     table_by_oid: dict[int, str] = field(default_factory=dict)
-    #: a configured table's name -> every schema holding a relation of that name
-    #: (``rules.search_path``: which one a bare name means in a session).
-    homes: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def protected(self, table_oid: int, attnum: int) -> ProtectedColumn | None:
         return self.by_attr.get((table_oid, attnum))
@@ -94,29 +90,11 @@ class _Connection(Protocol):
     async def fetch(self, query: str, *args: Any) -> list[Any]: ...
 
 
-#: Schemas holding a relation of each given name (temporary schemas aside: a
-#: temporary table named like a configured one is refused at its CREATE).
-HOMES_QUERY = """
-SELECT c.relname, n.nspname
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname = ANY($1::text[])
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-  AND n.nspname !~ '^pg_(temp|toast)'
-"""
-
-
 async def load_catalog(connection: _Connection, rules: Rules) -> CatalogMap:
     """Read the catalog for ``rules`` and check it; raises ``CatalogError``."""
     names = sorted(rules.tables)
     rows = await connection.fetch(CATALOG_QUERY, names) if names else []
-    catalog = build_catalog(rules, [tuple(r) for r in rows])
-    bare = sorted({table.name for table in rules.tables.values()})
-    found: dict[str, set[str]] = {}
-    for relname, schema in await connection.fetch(HOMES_QUERY, bare) if bare else []:
-        found.setdefault(str(relname), set()).add(str(schema))
-    homes = {name: frozenset(schemas) for name, schemas in found.items()}
-    return dataclasses.replace(catalog, homes=homes)
+    return build_catalog(rules, [tuple(r) for r in rows])
 
 
 def build_catalog(rules: Rules, rows: list[tuple[Any, ...]]) -> CatalogMap:
